@@ -99,6 +99,7 @@ class ClassGroundTruth:
 
     def __init__(self, gt_boxes: Mapping[Hashable, np.ndarray], gt_difficult: Mapping[Hashable, np.ndarray]):
         self.image_codes: dict = {}
+        self._sorted_indices = None  # set by from_arrays, where image ids are sorted integers
         boxes, difficult, counts = [], [], []
         for image_id, image_boxes in gt_boxes.items():
             image_boxes = np.asarray(image_boxes, dtype=np.float64).reshape(-1, 4)
@@ -120,6 +121,40 @@ class ClassGroundTruth:
         self.difficult = np.concatenate(difficult) if difficult else np.zeros(0, dtype=bool)
         self.image_count = np.asarray(counts, dtype=np.int64)
         self.image_start = np.concatenate([[0], np.cumsum(self.image_count)[:-1]]).astype(np.int64)
+
+    @classmethod
+    def from_arrays(cls, image_indices: np.ndarray, boxes: np.ndarray, difficult: np.ndarray) -> "ClassGroundTruth":
+        """Build from flat arrays: image_indices (G,) int, boxes (G, 4) corner pixels 0-based, difficult (G,).
+
+        Image ids are then the integer image indices; use :meth:`encode_image_indices` for detections.
+        """
+        image_indices = np.asarray(image_indices, dtype=np.int64).reshape(-1)
+        order = np.argsort(image_indices, kind="stable")
+        unique_indices, image_start, image_count = np.unique(
+            image_indices[order], return_index=True, return_counts=True
+        )
+        ground_truth = cls({}, {})
+        ground_truth.boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[order]
+        ground_truth.difficult = np.asarray(difficult).astype(bool).reshape(-1)[order]
+        ground_truth.image_start = image_start.astype(np.int64)
+        ground_truth.image_count = image_count.astype(np.int64)
+        ground_truth.image_codes = {int(index): code for code, index in enumerate(unique_indices)}
+        ground_truth._sorted_indices = unique_indices
+        return ground_truth
+
+    def encode_image_indices(self, image_indices: np.ndarray) -> np.ndarray:
+        """Image codes (int64) for integer image indices (vectorised :meth:`encode_image_ids`); -1: none."""
+        image_indices = np.asarray(image_indices, dtype=np.int64).reshape(-1)
+        known = self._sorted_indices
+        if known is None:
+            return self.encode_image_ids(image_indices.tolist())
+        codes = np.full(image_indices.shape, -1, dtype=np.int64)
+        if known.size == 0:
+            return codes
+        position = np.minimum(np.searchsorted(known, image_indices), known.size - 1)
+        hit = known[position] == image_indices
+        codes[hit] = position[hit]
+        return codes
 
     @property
     def num_positives(self) -> int:

@@ -1,0 +1,123 @@
+"""``eval_ssd.py``: evaluate a trained SSD on a VOC-layout or Open Images test set.
+
+Flags keep the original toolkit's names and defaults; ``--batch_size``, ``--num_workers``, ``--device``
+and ``--metric`` are new. Prints per-class AP and the mean in the original's shape on stdout and writes
+det_test_<class>.txt files, summary.json and PR plots to ``--eval_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from vision.evaluation import METRICS, evaluate, write_outputs
+from vision.evaluation.data import DATASET_TYPES, open_dataset, read_label_file
+
+TRUE_WORDS = ("true", "yes", "y", "1", "on")
+FALSE_WORDS = ("false", "no", "n", "0", "off")
+
+
+def str2bool(text: str) -> bool:
+    """Parse a boolean flag value as the original's ``str2bool`` flags took them (true/false, yes/no, 1/0)."""
+    lowered = str(text).strip().lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false, yes/no, 1/0), got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vision.ssd.registry import NET_TYPES
+
+    parser = argparse.ArgumentParser(description="SSD Evaluation on VOC Dataset.")
+    parser.add_argument("--net", default="vgg16-ssd", choices=sorted(NET_TYPES),
+                        help="The network architecture.")
+    parser.add_argument("--trained_model", type=str, required=True, help="The .pth state_dict to evaluate.")
+    parser.add_argument("--dataset_type", default="voc", type=str, choices=DATASET_TYPES,
+                        help="Specify dataset type. Currently support voc and open_images.")
+    parser.add_argument("--dataset", type=str, required=True,
+                        help="The root directory of the VOC dataset or Open Images dataset.")
+    parser.add_argument("--label_file", type=str,
+                        help="The label file path (BACKGROUND first); default: the data set's class names.")
+    parser.add_argument("--use_cuda", type=str2bool, default=True)
+    parser.add_argument("--use_2007_metric", type=str2bool, default=True,
+                        help="VOC2007 11-point AP if true, else the area under the interpolated PR curve.")
+    parser.add_argument("--nms_method", type=str, default="hard")
+    parser.add_argument("--iou_threshold", type=float, default=0.5,
+                        help="The threshold of Intersection over Union (matching a detection to ground truth).")
+    parser.add_argument("--eval_dir", default="eval_results", type=str,
+                        help="The directory to store evaluation results.")
+    parser.add_argument("--mb2_width_mult", default=1.0, type=float, help="Width Multiplifier for MobilenetV2")
+    parser.add_argument("--batch_size", default=32, type=int, help="Images per predict_batch call.")
+    parser.add_argument("--num_workers", default=min(4, os.cpu_count() or 1), type=int,
+                        help="Data-loading worker processes (0: load in the main process).")
+    parser.add_argument("--device", default=None, type=str,
+                        help="Torch device (cpu, cuda, cuda:1, ...); default: cuda:0 if available and --use_cuda.")
+    parser.add_argument("--metric", default="voc", choices=METRICS,
+                        help="voc: the original's per-class AP; coco: mAP@[.5:.95], @.5, @.75 via pycocotools.")
+    return parser
+
+
+def choose_device(device: str | None, use_cuda: bool) -> torch.device:
+    """--device if given, else cuda:0 when CUDA is available and --use_cuda, else cpu."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda:0" if use_cuda and torch.cuda.is_available() else "cpu")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from vision.ssd.registry import create_net, create_predictor
+
+    device = choose_device(args.device, args.use_cuda)
+    dataset = open_dataset(args.dataset_type, args.dataset)
+    if args.label_file:
+        class_names = read_label_file(args.label_file)
+        dataset_names = list(getattr(dataset, "class_names", class_names))
+        if dataset_names != class_names:
+            print(f"warning: the label file's {len(class_names)} classes differ from the data set's "
+                  f"{len(dataset_names)}; labels are named after the label file", file=sys.stderr)
+    else:
+        class_names = list(dataset.class_names)
+
+    net = create_net(args.net, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult)
+    net.load(args.trained_model)
+    net = net.to(device).eval()
+    predictor = create_predictor(args.net, net, nms_method=args.nms_method, device=device)
+
+    evaluation = evaluate(
+        predictor,
+        dataset,
+        class_names,
+        metric=args.metric,
+        iou_threshold=args.iou_threshold,
+        use_2007_metric=args.use_2007_metric,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+    )
+    settings = {
+        "net": args.net,
+        "trained_model": str(Path(args.trained_model)),
+        "dataset_type": args.dataset_type,
+        "dataset": str(Path(args.dataset)),
+        "use_2007_metric": args.use_2007_metric,
+        "iou_threshold": args.iou_threshold,
+        "nms_method": args.nms_method,
+        "device": str(device),
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
+    }
+    write_outputs(args.eval_dir, evaluation, settings)
+    print(evaluation.table())
+    print(f"{evaluation.timing.num_images} images in {evaluation.timing.seconds:.1f} s "
+          f"({evaluation.timing.images_per_second:.1f} images/s); results in {args.eval_dir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

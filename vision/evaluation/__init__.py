@@ -1,0 +1,7 @@
+"""Evaluation of detectors: data loading (data), the inference loop (inference), gathered records
+(records), scoring by the VOC protocol (voc) or COCO's (coco), and the written report (report);
+runner ties them together."""
+
+from vision.evaluation.runner import METRICS, Evaluation, evaluate, score, write_outputs
+
+__all__ = ["METRICS", "Evaluation", "evaluate", "score", "write_outputs"]

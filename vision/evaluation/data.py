@@ -1,0 +1,111 @@
+"""Data loading for evaluation: test images at their original resolution plus their annotations.
+
+Images are decoded in DataLoader workers (the data sets read them with cv2.imread and convert BGR to
+RGB); batches are plain lists, since images differ in size and the predictor resizes them itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Hashable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+DATASET_TYPES = ("voc", "open_images")
+
+
+@dataclass
+class EvalSample:
+    """One test image and its ground truth.
+
+    index: position in the data set; image_id: the data set's id (VOC: the file stem);
+    image: (H, W, 3) uint8 RGB at original resolution; boxes: (n, 4) float32 corner pixels, 0-based;
+    labels: (n,) int64 class indices (0 is background); difficult: (n,) bool.
+    """
+
+    index: int
+    image_id: Hashable
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    difficult: np.ndarray
+
+
+def open_dataset(dataset_type: str, root: str | Path):
+    """The test split of a VOC-layout or Open Images data set, without transforms (as the original).
+
+    VOC: ``VOCDataset(root, is_test=True)`` (ImageSets/Main/test.txt, difficult boxes kept in the
+    annotations); Open Images: ``OpenImagesDataset(root, dataset_type="test")``.
+    """
+    if dataset_type == "voc":
+        from vision.datasets.voc_dataset import VOCDataset
+
+        return VOCDataset(str(root), is_test=True)
+    if dataset_type == "open_images":
+        from vision.datasets.open_images import OpenImagesDataset
+
+        return OpenImagesDataset(str(root), dataset_type="test")
+    raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got {dataset_type!r}")
+
+
+def read_label_file(path: str | Path) -> list[str]:
+    """Class names, one a line, BACKGROUND first (the model label files train_ssd.py writes)."""
+    with open(path) as file:
+        return [line.strip() for line in file if line.strip()]
+
+
+class EvalSamples(Dataset):
+    """Wraps a detection data set (``get_image(i)``, ``get_annotation(i)``, ``ids``) as EvalSamples."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> EvalSample:
+        image = self.dataset.get_image(index)
+        image_id, (boxes, labels, difficult) = self.dataset.get_annotation(index)
+        return EvalSample(
+            index=index,
+            image_id=image_id,
+            image=image,
+            boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            labels=np.asarray(labels, dtype=np.int64).reshape(-1),
+            difficult=np.asarray(difficult).astype(bool).reshape(-1),
+        )
+
+
+def _keep_as_list(samples: Sequence[EvalSample]) -> list[EvalSample]:
+    return list(samples)
+
+
+def _single_threaded_worker(_worker_id: int) -> None:
+    # Workers only decode images; one thread each leaves the cores to the main process's forward pass.
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 is a dependency
+        pass
+
+
+def make_loader(dataset, batch_size: int = 32, num_workers: int = 2) -> DataLoader:
+    """Batches of EvalSamples (lists, in data set order) read by ``num_workers`` processes."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    return DataLoader(
+        EvalSamples(dataset),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_keep_as_list,
+        worker_init_fn=_single_threaded_worker if num_workers > 0 else None,
+        persistent_workers=False,
+    )
