@@ -75,7 +75,9 @@ def _stream_to(url: str, part: Path, label: str, progress: bool) -> None:
         with open(part, "wb") as out, tqdm(
             total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress
         ) as bar:
-            while chunk := response.read(_CHUNK_BYTES):
+            # read1 hands over what has arrived instead of waiting for a full chunk.
+            read = getattr(response, "read1", response.read)
+            while chunk := read(_CHUNK_BYTES):
                 out.write(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))

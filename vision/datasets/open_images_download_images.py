@@ -36,7 +36,7 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _TRANSIENT_CLIENT_CODES = {"RequestTimeout", "SlowDown", "Throttling", "TooManyRequests", "408", "429"}
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ImageTask:
     """One image to fetch: object key `<split>/<image_id>.jpg`, stored at the same path under root."""
 
@@ -179,13 +179,13 @@ def download_images(
 ) -> DownloadReport:
     """Fetch every task's image into `<root>/<split>/<ImageID>.jpg` with `num_workers` threads.
 
-    Images already present are skipped (a file under its final name is complete). Tasks run in
-    sorted order (split, then ImageID). On KeyboardInterrupt the workers stop at their next chunk,
+    Images already present are skipped (a file under its final name is complete). Tasks start in
+    the order given, duplicates dropped. On KeyboardInterrupt the workers stop at their next chunk,
     delete their partial files, and the interrupt is re-raised.
     """
     report = DownloadReport()
     pending = []
-    for task in sorted(set(tasks)):
+    for task in dict.fromkeys(tasks):
         if (root / task.key).exists():
             report.skipped.append(task)
         else:

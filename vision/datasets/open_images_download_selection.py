@@ -122,11 +122,11 @@ def resolve_classes(descriptions: pd.DataFrame, requests: Sequence[ClassRequest]
     return descriptions.loc[descriptions["ClassName"].isin(wanted)].reset_index(drop=True)
 
 
-def read_annotations(path: Path, label_ids: Iterable[str]) -> pd.DataFrame:
+def read_annotations(path: Path, label_ids: Iterable[str], chunk_rows: int = _CSV_CHUNK_ROWS) -> pd.DataFrame:
     """Read the rows of a `<split>-annotations-bbox.csv` whose LabelName is in `label_ids`.
 
-    The file is read in chunks so that memory holds the wanted rows, not the 1 GB train file.
-    Raises ValueError naming the file when a column of ANNOTATION_COLUMNS is missing.
+    The file is read `chunk_rows` rows at a time so that memory holds the wanted rows, not the
+    1 GB train file. Raises ValueError naming the file when a column of ANNOTATION_COLUMNS is missing.
     """
     wanted = set(label_ids)
     header = pd.read_csv(path, nrows=0).columns
@@ -135,8 +135,10 @@ def read_annotations(path: Path, label_ids: Iterable[str]) -> pd.DataFrame:
         raise ValueError(f"{path}: missing annotation columns {missing}")
     chunks = [
         chunk.loc[chunk["LabelName"].isin(wanted)]
-        for chunk in pd.read_csv(path, dtype=_TEXT_COLUMNS, chunksize=_CSV_CHUNK_ROWS)
+        for chunk in pd.read_csv(path, dtype=_TEXT_COLUMNS, chunksize=chunk_rows)
     ]
+    if not chunks:  # a header-only file yields no chunk at all
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in header})
     return pd.concat(chunks, ignore_index=True)
 
 
