@@ -1,0 +1,72 @@
+"""The one registry of net types: name -> model factory, predictor factory and prior configuration.
+
+Every script and test goes through it, so a new net type is added here once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable, Dict, Optional, Union
+
+import torch
+
+from vision.ssd import (mobilenet_v2_ssd_lite, mobilenetv1_ssd, mobilenetv1_ssd_lite, mobilenetv3_ssd_lite,
+                        squeezenet_ssd_lite, vgg_ssd)
+from vision.ssd.predictor import Predictor
+from vision.ssd.ssd import SSD
+
+
+@dataclass(frozen=True)
+class NetType:
+    """A net type. ``create(num_classes, is_test=..., **options)`` builds the net; ``create_predictor``
+    wraps one; ``config`` is its ``vision.ssd.config`` module (image size, mean, std, priors, ...)."""
+
+    name: str
+    create: Callable[..., SSD]
+    create_predictor: Callable[..., Predictor]
+    config: ModuleType
+    takes_width_mult: bool = False
+
+
+NET_TYPES: Dict[str, NetType] = {
+    entry.name: entry
+    for entry in [
+        NetType("vgg16-ssd", vgg_ssd.create_vgg_ssd, vgg_ssd.create_vgg_ssd_predictor, vgg_ssd.config),
+        NetType("mb1-ssd", mobilenetv1_ssd.create_mobilenetv1_ssd, mobilenetv1_ssd.create_mobilenetv1_ssd_predictor,
+                mobilenetv1_ssd.config),
+        NetType("mb1-ssd-lite", mobilenetv1_ssd_lite.create_mobilenetv1_ssd_lite,
+                mobilenetv1_ssd_lite.create_mobilenetv1_ssd_lite_predictor, mobilenetv1_ssd_lite.config),
+        NetType("mb2-ssd-lite", mobilenet_v2_ssd_lite.create_mobilenetv2_ssd_lite,
+                mobilenet_v2_ssd_lite.create_mobilenetv2_ssd_lite_predictor, mobilenet_v2_ssd_lite.config,
+                takes_width_mult=True),
+        NetType("mb3-large-ssd-lite", mobilenetv3_ssd_lite.create_mobilenetv3_large_ssd_lite,
+                mobilenetv3_ssd_lite.create_mobilenetv3_ssd_lite_predictor, mobilenetv3_ssd_lite.config),
+        NetType("mb3-small-ssd-lite", mobilenetv3_ssd_lite.create_mobilenetv3_small_ssd_lite,
+                mobilenetv3_ssd_lite.create_mobilenetv3_ssd_lite_predictor, mobilenetv3_ssd_lite.config),
+        NetType("sq-ssd-lite", squeezenet_ssd_lite.create_squeezenet_ssd_lite,
+                squeezenet_ssd_lite.create_squeezenet_ssd_lite_predictor, squeezenet_ssd_lite.config),
+    ]
+}
+
+
+def get_net_type(name: str) -> NetType:
+    """The registry entry for ``name``; a ValueError listing the valid names otherwise."""
+    try:
+        return NET_TYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown net type {name!r}; choose one of: {', '.join(NET_TYPES)}") from None
+
+
+def create_net(net_type: str, num_classes: int, is_test: bool = False, mb2_width_mult: float = 1.0) -> SSD:
+    """Build a net by name (``mb2_width_mult`` applies to mb2-ssd-lite only, as the original's flag)."""
+    entry = get_net_type(net_type)
+    if entry.takes_width_mult:
+        return entry.create(num_classes, width_mult=mb2_width_mult, is_test=is_test)
+    return entry.create(num_classes, is_test=is_test)
+
+
+def create_predictor(net_type: str, net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,
+                     sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None) -> Predictor:
+    """Wrap ``net`` in the predictor of its net type (``device=None``: the net's device)."""
+    return get_net_type(net_type).create_predictor(net, candidate_size=candidate_size, nms_method=nms_method,
+                                                   sigma=sigma, device=device)
