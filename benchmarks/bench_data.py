@@ -79,7 +79,7 @@ def torchvision_steps(size):
             tensor_image = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
             tensor_boxes = tv_tensors.BoundingBoxes(torch.from_numpy(boxes), format="XYXY",
                                                     canvas_size=image.shape[:2])
-            return transform(tensor_image, tensor_boxes, torch.from_numpy(labels))
+            return transform(tensor_image, {"boxes": tensor_boxes, "labels": torch.from_numpy(labels)})
         return call
 
     normalise = [v2.Resize((size, size), antialias=False), v2.ToDtype(torch.float32),

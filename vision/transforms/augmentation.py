@@ -98,20 +98,21 @@ class Expand:
     def __init__(self, fill_rgb, max_ratio: float = 4.0, p: float = 0.5):
         self.fill = np.clip(np.rint(np.broadcast_to(np.asarray(fill_rgb, dtype=np.float64), (3,))), 0, 255)
         self.fill = self.fill.astype(np.uint8)
+        self.fill_value = tuple(int(v) for v in self.fill)
         self.max_ratio = max_ratio
         self.p = p
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Sample:
         if np.random.random() >= self.p:
             return image, boxes, labels
-        height, width, channels = image.shape
+        height, width = image.shape[:2]
         ratio = np.random.uniform(1.0, self.max_ratio)
         canvas_width, canvas_height = int(width * ratio), int(height * ratio)
         left = int(np.random.uniform(0, canvas_width - width))
         top = int(np.random.uniform(0, canvas_height - height))
-        canvas = np.empty((canvas_height, canvas_width, channels), dtype=np.uint8)
-        canvas[...] = self.fill
-        canvas[top:top + height, left:left + width] = image
+        # One OpenCV call pads and fills; numpy's broadcast fill of a 3-vector is several times slower.
+        canvas = cv2.copyMakeBorder(np.ascontiguousarray(image), top, canvas_height - height - top, left,
+                                    canvas_width - width - left, cv2.BORDER_CONSTANT, value=self.fill_value)
         return canvas, boxes + np.array([left, top, left, top], dtype=np.float32), labels
 
 

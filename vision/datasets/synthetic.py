@@ -1,0 +1,276 @@
+"""A synthetic VOC-format data set of coloured shapes, for tests, the demo and a first run without downloads.
+
+    python -m vision.datasets.synthetic --root data/shapes --num_images 2000 --num_test 200 --seed 0
+
+Writes <root>/JPEGImages/<id>.jpg (real JPEGs), <root>/Annotations/<id>.xml (VOC XML, 1-based pixel
+boxes), <root>/ImageSets/Main/{trainval,test}.txt and <root>/labels.txt (one class a line), so that
+VOCDataset(root) reads it like any VOC root.
+
+Each image: a textured background (smooth colour blotches, faint stripes, pixel noise) with 1..4 shapes
+(circle, square, triangle, star, ring) whose class is their shape only: colour, size (by default 15-50 %
+of the shorter image side), position and rotation are random. Objects overlap little (IoU < 0.3 between
+any two, and at most 40 % of the smaller one covered) and are drawn largest first, so every object stays
+visible. The output is a function of the arguments only: the same seed gives byte-identical files, and
+image i does not depend on how many images are made.
+"""
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence, Tuple
+from xml.etree import ElementTree
+
+import cv2
+import numpy as np
+
+from .labels import store_labels
+
+SHAPE_CLASSES = ("circle", "square", "triangle", "star", "ring")
+_SUBPIXEL_BITS = 4  # cv2 drawing with fractional coordinates
+_SUBPIXEL = 1 << _SUBPIXEL_BITS
+
+
+@dataclass
+class SyntheticObject:
+    name: str
+    box: Tuple[float, float, float, float]  # 0-based pixel corners, as drawn
+
+
+@dataclass
+class SyntheticSummary:
+    root: Path
+    trainval_ids: List[str]
+    test_ids: List[str]
+    class_names: Tuple[str, ...]
+    num_objects: int
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Float32 (H, W, 3) 0..255: colour blotches + faint stripes (pixel noise is added after the shapes)."""
+    grid = rng.uniform(0, 1, size=(int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3)).astype(np.float32)
+    base = rng.uniform(50, 205, size=3).astype(np.float32)
+    blotches = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+    image = base + (blotches - 0.5) * rng.uniform(40, 110)
+    angle, period = rng.uniform(0, np.pi), rng.uniform(8, 60)
+    x = np.arange(width, dtype=np.float32) * np.float32(np.cos(angle))
+    y = np.arange(height, dtype=np.float32)[:, None] * np.float32(np.sin(angle))
+    stripes = np.sin((x + y) * np.float32(2 * np.pi / period)) * np.float32(rng.uniform(0, 14))
+    image += stripes[:, :, None]
+    return image
+
+
+def _polygon(kind: str, centre: np.ndarray, radius: float, angle: float, rng: np.random.Generator) -> np.ndarray:
+    """(k, 2) float vertices of a square, triangle or star of circumradius `radius`."""
+    if kind == "square":
+        angles = angle + np.pi / 4 + np.arange(4) * np.pi / 2
+        radii = np.full(4, radius)
+    elif kind == "triangle":
+        angles = angle + np.arange(3) * 2 * np.pi / 3
+        radii = np.full(3, radius)
+    else:  # star: 5 points, inner radius 0.38..0.5 of the outer
+        angles = angle + np.arange(10) * np.pi / 5
+        radii = np.where(np.arange(10) % 2 == 0, radius, radius * rng.uniform(0.38, 0.5))
+    return centre + np.stack([np.cos(angles), np.sin(angles)], axis=1) * radii[:, None]
+
+
+def _shape_extent(kind: str, radius: float, angle: float) -> np.ndarray:
+    """Half-extent (x, y) of the shape's box about its centre, to place it inside the image."""
+    if kind in ("circle", "ring"):
+        return np.array([radius, radius])
+    points = _polygon(kind, np.zeros(2), radius, angle, np.random.default_rng(0))
+    return np.abs(points).max(axis=0)
+
+
+def _draw(image: np.ndarray, kind: str, centre: np.ndarray, radius: float, angle: float, colour,
+          rng: np.random.Generator) -> Tuple[float, float, float, float]:
+    """Draw one shape on uint8 `image`; returns its box (x1, y1, x2, y2), 0-based pixel corners."""
+    fixed_centre = tuple(int(v) for v in np.rint(centre * _SUBPIXEL))
+    if kind == "circle":
+        cv2.circle(image, fixed_centre, int(radius * _SUBPIXEL), colour, -1, cv2.LINE_AA, _SUBPIXEL_BITS)
+        low, high = centre - radius, centre + radius
+    elif kind == "ring":
+        inner = radius * rng.uniform(0.45, 0.65)
+        thickness = radius - inner
+        mid = (radius + inner) / 2
+        cv2.circle(image, fixed_centre, int(mid * _SUBPIXEL), colour, max(1, int(round(thickness))),
+                   cv2.LINE_AA, _SUBPIXEL_BITS)
+        half = mid + max(1, int(round(thickness))) / 2
+        low, high = centre - half, centre + half
+    else:
+        points = _polygon(kind, centre, radius, angle, rng)
+        cv2.fillPoly(image, [np.rint(points * _SUBPIXEL).astype(np.int32)], colour, cv2.LINE_AA, _SUBPIXEL_BITS)
+        low, high = points.min(axis=0), points.max(axis=0)
+    return float(low[0]), float(low[1]), float(high[0]), float(high[1])
+
+
+def _overlap_ok(box: np.ndarray, placed: List[np.ndarray], max_iou: float, max_covered: float) -> bool:
+    for other in placed:
+        width = min(box[2], other[2]) - max(box[0], other[0])
+        height = min(box[3], other[3]) - max(box[1], other[1])
+        if width <= 0 or height <= 0:
+            continue
+        intersection = width * height
+        area_a = (box[2] - box[0]) * (box[3] - box[1])
+        area_b = (other[2] - other[0]) * (other[3] - other[1])
+        if intersection / (area_a + area_b - intersection) >= max_iou:
+            return False
+        if intersection / min(area_a, area_b) > max_covered:
+            return False
+    return True
+
+
+def _contrasting_colour(rng: np.random.Generator, background_mean: np.ndarray) -> Tuple[int, int, int]:
+    """A random colour at least 90 (Euclidean, RGB) from the background under the shape."""
+    colour = rng.integers(0, 256, size=3)
+    for _ in range(30):
+        if np.linalg.norm(colour - background_mean) >= 90:
+            break
+        colour = rng.integers(0, 256, size=3)
+    return tuple(int(v) for v in colour)
+
+
+def render_image(seed: Sequence[int], width: int = 500, height: int = 375, num_objects: int = 2,
+                 classes: Sequence[str] = SHAPE_CLASSES, min_size: float = 0.15, max_size: float = 0.5,
+                 max_iou: float = 0.3, max_covered: float = 0.4) -> Tuple[np.ndarray, List[SyntheticObject]]:
+    """One synthetic image: (RGB uint8 (height, width, 3), its objects). Shapes whose place cannot be found
+    in 100 tries (too crowded) are left out, so the image can hold fewer than num_objects.
+    Object sizes (box side) are min_size..max_size of the shorter image side."""
+    rng = np.random.default_rng(list(seed))
+    background = _background(rng, width, height)
+    short_side = min(width, height)
+    planned = []  # (box, kind, centre, radius, angle)
+    placed_boxes: List[np.ndarray] = []
+    for _ in range(num_objects):
+        kind = classes[int(rng.integers(len(classes)))]
+        side = rng.uniform(min_size, max_size) * short_side
+        angle = rng.uniform(-np.pi / 9, np.pi / 9) if kind == "square" else rng.uniform(0, 2 * np.pi)
+        radius = side / 2
+        half = _shape_extent(kind, radius, angle)
+        if np.any(2 * half + 2 >= (width, height)):
+            continue
+        for _ in range(100):
+            centre = rng.uniform(half + 1, np.array([width, height]) - half - 1)
+            box = np.concatenate([centre - half, centre + half])
+            if _overlap_ok(box, placed_boxes, max_iou, max_covered):
+                placed_boxes.append(box)
+                planned.append((box, kind, centre, radius, angle))
+                break
+    image = np.clip(background, 0, 255).astype(np.uint8)
+    objects = []
+    # Largest first, so that a smaller shape is never hidden under a larger one.
+    for box, kind, centre, radius, angle in sorted(planned, key=lambda item: -(item[0][2] - item[0][0])):
+        x1, y1, x2, y2 = np.clip(np.rint(box).astype(int), 0, [width - 1, height - 1, width - 1, height - 1])
+        colour = _contrasting_colour(rng, image[y1:y2 + 1, x1:x2 + 1].reshape(-1, 3).mean(axis=0))
+        drawn = _draw(image, kind, centre, radius, angle, colour, rng)
+        objects.append(SyntheticObject(kind, drawn))
+    noise = rng.standard_normal((height, width, 3), dtype=np.float32) * np.float32(rng.uniform(3, 10))
+    image = np.clip(image + noise, 0, 255).astype(np.uint8)
+    return image, objects
+
+
+def voc_xml(image_id: str, width: int, height: int, objects: List[SyntheticObject]) -> bytes:
+    """VOC annotation XML; boxes written as VOC's 1-based pixels (0-based corner + 1), inside the image."""
+    annotation = ElementTree.Element("annotation")
+    ElementTree.SubElement(annotation, "folder").text = "synthetic"
+    ElementTree.SubElement(annotation, "filename").text = f"{image_id}.jpg"
+    source = ElementTree.SubElement(annotation, "source")
+    ElementTree.SubElement(source, "database").text = "pytorch-ssd synthetic shapes"
+    size = ElementTree.SubElement(annotation, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", 3)):
+        ElementTree.SubElement(size, tag).text = str(value)
+    ElementTree.SubElement(annotation, "segmented").text = "0"
+    for obj in objects:
+        element = ElementTree.SubElement(annotation, "object")
+        ElementTree.SubElement(element, "name").text = obj.name
+        ElementTree.SubElement(element, "pose").text = "Unspecified"
+        ElementTree.SubElement(element, "truncated").text = "0"
+        ElementTree.SubElement(element, "difficult").text = "0"
+        bndbox = ElementTree.SubElement(element, "bndbox")
+        x1, y1, x2, y2 = obj.box
+        limits = (width, height, width, height)
+        for tag, value, limit in zip(("xmin", "ymin", "xmax", "ymax"), (x1, y1, x2, y2), limits):
+            ElementTree.SubElement(bndbox, tag).text = str(int(min(max(round(value) + 1, 1), limit)))
+    ElementTree.indent(annotation, space="\t")
+    return ElementTree.tostring(annotation, encoding="utf-8") + b"\n"
+
+
+def generate_voc_dataset(root, num_images: int = 200, num_test: int = None, seed: int = 0, width: int = 500,
+                         height: int = 375, min_objects: int = 1, max_objects: int = 4,
+                         empty_fraction: float = 0.0, min_size: float = 0.15, max_size: float = 0.5,
+                         classes: Sequence[str] = SHAPE_CLASSES, jpeg_quality: int = 90) -> SyntheticSummary:
+    """Write a synthetic VOC root (see the module docstring) and return what was written.
+
+    num_images: trainval images; num_test: test images (default num_images // 10). Ids are 000000.. for
+    trainval, then the test ones. empty_fraction: share of images (in each split, rounded) with no object.
+    min_size/max_size: object size as a fraction of the shorter side. Raises ValueError on bad arguments.
+    """
+    if num_test is None:
+        num_test = num_images // 10
+    if num_images < 0 or num_test < 0:
+        raise ValueError("num_images and num_test must be >= 0")
+    if not 0 <= min_objects <= max_objects:
+        raise ValueError(f"need 0 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+    if not 0.0 <= empty_fraction <= 1.0:
+        raise ValueError(f"empty_fraction must be in [0, 1], got {empty_fraction}")
+    if not 0 < min_size <= max_size < 1:
+        raise ValueError(f"need 0 < min_size <= max_size < 1, got {min_size}, {max_size}")
+    root = Path(root)
+    for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+
+    master = np.random.default_rng([seed, 0xC0FFEE])
+    trainval = [f"{i:06d}" for i in range(num_images)]
+    test = [f"{i:06d}" for i in range(num_images, num_images + num_test)]
+    empty = set()
+    for first, size in ((0, num_images), (num_images, num_test)):
+        count = int(round(empty_fraction * size))
+        empty.update(int(first + i) for i in master.permutation(size)[:count])
+    total_objects = 0
+    for index in range(num_images + num_test):
+        image_id = f"{index:06d}"
+        object_rng = np.random.default_rng([seed, index, 1])
+        num_objects = 0 if index in empty else int(object_rng.integers(min_objects, max_objects + 1))
+        image, objects = render_image((seed, index), width, height, num_objects, classes, min_size, max_size)
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if not ok:
+            raise RuntimeError(f"JPEG encoding failed for image {image_id}")
+        _write_atomic(root / "JPEGImages" / f"{image_id}.jpg", encoded.tobytes())
+        _write_atomic(root / "Annotations" / f"{image_id}.xml", voc_xml(image_id, width, height, objects))
+        total_objects += len(objects)
+    _write_atomic(root / "ImageSets/Main/trainval.txt", "".join(f"{i}\n" for i in trainval).encode())
+    _write_atomic(root / "ImageSets/Main/test.txt", "".join(f"{i}\n" for i in test).encode())
+    store_labels(root / "labels.txt", classes)
+    return SyntheticSummary(root, trainval, test, tuple(classes), total_objects)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Write a synthetic VOC-format data set of coloured shapes.")
+    parser.add_argument("--root", required=True, help="folder to write (created if missing)")
+    parser.add_argument("--num_images", type=int, default=200, help="trainval images")
+    parser.add_argument("--num_test", type=int, default=None, help="test images (default num_images // 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=int, default=500)
+    parser.add_argument("--height", type=int, default=375)
+    parser.add_argument("--min_objects", type=int, default=1)
+    parser.add_argument("--max_objects", type=int, default=4)
+    parser.add_argument("--empty_fraction", type=float, default=0.0,
+                        help="share of images with no object at all")
+    parser.add_argument("--min_size", type=float, default=0.15, help="smallest object, fraction of the shorter side")
+    parser.add_argument("--max_size", type=float, default=0.5, help="largest object, fraction of the shorter side")
+    args = parser.parse_args(argv)
+    summary = generate_voc_dataset(args.root, args.num_images, args.num_test, args.seed, args.width, args.height,
+                                   args.min_objects, args.max_objects, args.empty_fraction, args.min_size,
+                                   args.max_size)
+    print(f"wrote {len(summary.trainval_ids)} trainval + {len(summary.test_ids)} test images, "
+          f"{summary.num_objects} objects, classes {', '.join(summary.class_names)}, to {summary.root}")
+
+
+if __name__ == "__main__":
+    main()
