@@ -160,8 +160,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     write_selection(root, selections)
+    # A fixed order (split, then ImageID) makes runs comparable and resumes predictable.
     tasks = [ImageTask(split, image_id) for split, boxes in selections.items()
-             for image_id in boxes["ImageID"].unique()]
+             for image_id in sorted(boxes["ImageID"].unique())]
     for split in SPLITS:
         (root / split).mkdir(exist_ok=True)
     report = download_images(
