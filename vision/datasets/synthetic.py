@@ -73,12 +73,14 @@ def _polygon(kind: str, centre: np.ndarray, radius: float, angle: float, rng: np
     return centre + np.stack([np.cos(angles), np.sin(angles)], axis=1) * radii[:, None]
 
 
-def _shape_extent(kind: str, radius: float, angle: float) -> np.ndarray:
-    """Half-extent (x, y) of the shape's box about its centre, to place it inside the image."""
+def _shape_extent(kind: str, radius: float, angle: float) -> Tuple[np.ndarray, float]:
+    """(half-extent (x, y) of the shape about its centre, to place it inside the image; longer side of
+    its box)."""
     if kind in ("circle", "ring"):
-        return np.array([radius, radius])
+        return np.array([radius, radius]), 2 * radius
+    # The star's inner radius does not reach the box, so any generator will do.
     points = _polygon(kind, np.zeros(2), radius, angle, np.random.default_rng(0))
-    return np.abs(points).max(axis=0)
+    return np.abs(points).max(axis=0), float((points.max(axis=0) - points.min(axis=0)).max())
 
 
 def _draw(image: np.ndarray, kind: str, centre: np.ndarray, radius: float, angle: float, colour,
@@ -144,8 +146,9 @@ def render_image(seed: Sequence[int], width: int = 500, height: int = 375, num_o
         kind = classes[int(rng.integers(len(classes)))]
         side = rng.uniform(min_size, max_size) * short_side
         angle = rng.uniform(-np.pi / 9, np.pi / 9) if kind == "square" else rng.uniform(0, 2 * np.pi)
-        radius = side / 2
-        half = _shape_extent(kind, radius, angle)
+        # Scale so that the box's longer side is `side`, whatever the shape and rotation.
+        radius = side / _shape_extent(kind, 1.0, angle)[1]
+        half = _shape_extent(kind, radius, angle)[0]
         if np.any(2 * half + 2 >= (width, height)):
             continue
         for _ in range(100):
