@@ -6,45 +6,8 @@ import torch
 
 from tests.conftest import REFERENCE
 from vision.ssd.registry import create_net, create_predictor
-from vision.utils import box_utils
+from benchmarks.original_predictor import original_predict
 from vision.utils.reference_weights import load_deterministic_weights
-
-
-def original_predict(predictor, image, top_k=-1, prob_threshold=None):
-    """The original toolkit's Predictor.predict, one class and one box at a time (the slow reference)."""
-    height, width, _ = image.shape
-    resized = cv2.resize(image, (predictor.size, predictor.size)).astype(np.float32)
-    normalised = (resized - predictor.mean.view(3).cpu().numpy()) / predictor.std
-    batch = torch.from_numpy(normalised).permute(2, 0, 1).unsqueeze(0)
-    with torch.no_grad():
-        scores, boxes = predictor.net(batch)
-    scores, boxes = scores[0], boxes[0]
-    threshold = prob_threshold or predictor.filter_threshold
-    picked, labels = [], []
-    for class_index in range(1, scores.size(1)):
-        probs = scores[:, class_index]
-        mask = probs > threshold
-        if mask.sum() == 0:
-            continue
-        box_probs = torch.cat([boxes[mask], probs[mask].reshape(-1, 1)], dim=1)
-        order = box_probs[:, 4].argsort(descending=True)[:predictor.candidate_size]
-        chosen = []
-        while len(order) > 0:
-            current = order[0]
-            chosen.append(current.item())
-            if 0 < top_k == len(chosen) or len(order) == 1:
-                break
-            order = order[1:]
-            iou = box_utils.iou_of(box_probs[order, :4], box_probs[current, :4].unsqueeze(0))
-            order = order[iou <= predictor.iou_threshold]
-        picked.append(box_probs[chosen])
-        labels += [class_index] * len(chosen)
-    if not picked:
-        return torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), torch.zeros(0)
-    picked = torch.cat(picked)
-    picked[:, [0, 2]] *= width
-    picked[:, [1, 3]] *= height
-    return picked[:, :4], torch.tensor(labels), picked[:, 4]
 
 
 @pytest.fixture(scope="module")

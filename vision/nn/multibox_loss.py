@@ -28,8 +28,12 @@ class MultiboxLoss(nn.Module):
     """
 
     def __init__(self, priors: Tensor, iou_threshold: float, neg_pos_ratio: int, center_variance: float,
-                 size_variance: float, device: Optional[torch.device] = None, background_negatives: int = 0):
+                 size_variance: float, device: Optional[torch.device] = None, background_negatives: int = 0,
+                 across_processes: Optional[bool] = None):
         super().__init__()
+        # None: sum positives over processes whenever torch.distributed is initialised. A loss computed
+        # on one process only (e.g. validation on rank 0) must pass False, or it would wait for the others.
+        self.across_processes = across_processes
         self.iou_threshold = iou_threshold
         self.neg_pos_ratio = neg_pos_ratio
         self.center_variance = center_variance
@@ -50,7 +54,8 @@ class MultiboxLoss(nn.Module):
                                            gt_locations[pos_mask, :].reshape(-1, 4).float(), reduction="sum")
         num_pos = pos_mask.sum().to(torch.float32)
         scale = 1.0
-        if dist.is_available() and dist.is_initialized():
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed and self.across_processes is not False:
             dist.all_reduce(num_pos)
             scale = float(dist.get_world_size())
         divisor = torch.clamp(num_pos, min=1.0)

@@ -1,0 +1,1 @@
+"""Training: optimiser set-up, resumable checkpoints, distributed helpers and the epoch loops."""
