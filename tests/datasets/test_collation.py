@@ -101,3 +101,24 @@ def test_worker_init_fn_uses_one_thread_and_seeds_numpy_differently_per_worker()
     assert [threads for threads, _, _ in results] == [1, 1]
     assert sorted(worker for _, _, worker in results) == [0, 1]
     assert results[0][1] != results[1][1]
+
+
+def test_real_match_prior_batches_images_without_objects_without_nan(shapes_root):
+    """The training data path as train_ssd.py builds it: shapes (a quarter without objects), the MobileNet
+    recipe at 300x300, vision.ssd.ssd.MatchPrior in the dataset, the training collate."""
+    from vision.ssd.config import mobilenetv1_ssd_config as config
+    from vision.ssd.ssd import MatchPrior
+
+    np.random.seed(0)
+    target_transform = MatchPrior(config.priors, config.center_variance, config.size_variance, 0.5)
+    transform = TrainAugmentation(config.image_size, config.image_mean, config.image_std)
+    dataset = VOCDataset(shapes_root, transform=transform, target_transform=target_transform)
+    images, locations, labels, num_skipped = collate_training_batch([dataset[i] for i in range(len(dataset))])
+    num_priors = config.priors.shape[0]
+    assert num_skipped == 0 and tuple(images.shape) == (len(dataset), 3, 300, 300)
+    assert tuple(locations.shape) == (len(dataset), num_priors, 4) and tuple(labels.shape) == (len(dataset), num_priors)
+    assert torch.isfinite(images).all() and torch.isfinite(locations).all()
+    empty_images = [i for i in range(len(dataset)) if len(dataset.get_annotation(i)[1][0]) == 0]
+    assert len(empty_images) == 3 and (labels[empty_images] == 0).all()
+    # The crop always keeps an object, and MatchPrior gives every object its best prior.
+    assert int((labels.max(dim=1).values > 0).sum()) == len(dataset) - 3
