@@ -14,6 +14,7 @@ import http.client
 import http.server
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -632,6 +633,27 @@ def test_killed_during_an_image_resumes_without_fetching_anything_twice(root, tm
         assert (root / key).read_bytes() == OBJECTS[key]
 
 
+def test_ctrl_c_mid_image_exits_130_and_leaves_no_partial_file(root, tmp_path, csv_host, s3) -> None:
+    stalled = f"train/{HANDGUN_A}.jpg"
+    s3.faults[stalled] = "stall"
+    process = start_downloader(downloader_args(root, csv_host, s3, "Handgun", "--num_workers", "1"),
+                               tmp_path / "run.log")
+    part = root / f"{stalled}.part"
+    try:
+        wait_for(lambda: part.exists() and part.stat().st_size > 0, process, "the stalled image to be half written")
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        s3.release.set()  # the worker is blocked in a read until the connection ends
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert part_files(root) == []
+    assert not (root / stalled).exists()
+    assert "run the same command again to resume" in (tmp_path / "run.log").read_text()
+
+
 def test_killed_during_an_annotation_csv_resumes_from_the_missing_files(root, tmp_path, csv_host, s3) -> None:
     stalled = "/train/train-annotations-bbox.csv"
     csv_host.faults[stalled] = "stall"
@@ -663,8 +685,16 @@ def test_downloaded_folder_loads_with_the_open_images_dataset(root, csv_host, s3
     except ImportError as error:
         pytest.skip(f"vision.datasets.open_images.OpenImagesDataset is not there yet ({error})")
     assert main(downloader_args(root, csv_host, s3)) == 0
-    dataset = OpenImagesDataset(str(root), dataset_type="train")
-    assert len(dataset) == len(GUNS["train"])
-    image, boxes, labels = dataset[0]
-    assert image.shape[:2] == (360, 480)
-    assert len(boxes) == len(labels) >= 1
+    for split, expected in GUNS.items():
+        dataset = OpenImagesDataset(str(root), dataset_type=split)
+        assert list(dataset.class_names) == ["BACKGROUND", "Handgun", "Shotgun"]
+        assert set(dataset.ids) == expected
+        table = sub_csv(root, split)
+        for index in range(len(dataset)):
+            image, boxes, labels = dataset[index]
+            assert image.shape == (360, 480, 3)
+            rows = table.loc[table["ImageID"] == dataset.ids[index]].sort_values(["XMin", "YMin"])
+            pixel_corners = rows[["XMin", "YMin", "XMax", "YMax"]].to_numpy() * [480, 360, 480, 360]
+            order = np.lexsort((boxes[:, 1], boxes[:, 0]))
+            np.testing.assert_allclose(boxes[order], pixel_corners, rtol=1e-5)
+            assert [dataset.class_names[label] for label in labels[order]] == list(rows["ClassName"])
