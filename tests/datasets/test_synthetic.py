@@ -34,9 +34,9 @@ def test_objects_per_image_empty_share_and_box_geometry(shapes_root):
     assert all(1 <= count <= 4 for count in counts if count)
 
 
-def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path):
+def test_same_seed_gives_identical_files_with_any_worker_count_and_another_seed_does_not(tmp_path):
     first = generate_voc_dataset(tmp_path / "a", num_images=3, num_test=1, seed=7, width=96, height=64)
-    generate_voc_dataset(tmp_path / "b", num_images=3, num_test=1, seed=7, width=96, height=64)
+    generate_voc_dataset(tmp_path / "b", num_images=3, num_test=1, seed=7, width=96, height=64, num_workers=2)
     generate_voc_dataset(tmp_path / "c", num_images=3, num_test=1, seed=8, width=96, height=64)
     for image_id in first.trainval_ids + first.test_ids:
         for folder, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".xml")):

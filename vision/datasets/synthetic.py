@@ -200,12 +200,14 @@ def voc_xml(image_id: str, width: int, height: int, objects: List[SyntheticObjec
 def generate_voc_dataset(root, num_images: int = 200, num_test: int = None, seed: int = 0, width: int = 500,
                          height: int = 375, min_objects: int = 1, max_objects: int = 4,
                          empty_fraction: float = 0.0, min_size: float = 0.15, max_size: float = 0.5,
-                         classes: Sequence[str] = SHAPE_CLASSES, jpeg_quality: int = 90) -> SyntheticSummary:
+                         classes: Sequence[str] = SHAPE_CLASSES, jpeg_quality: int = 90,
+                         num_workers: int = 1) -> SyntheticSummary:
     """Write a synthetic VOC root (see the module docstring) and return what was written.
 
     num_images: trainval images; num_test: test images (default num_images // 10). Ids are 000000.. for
     trainval, then the test ones. empty_fraction: share of images (in each split, rounded) with no object.
-    min_size/max_size: object size as a fraction of the shorter side. Raises ValueError on bad arguments.
+    min_size/max_size: an object's box (longer side) as a fraction of the shorter image side.
+    num_workers: processes to render with (the files do not depend on it). Raises ValueError on bad arguments.
     """
     if num_test is None:
         num_test = num_images // 10
@@ -228,23 +230,36 @@ def generate_voc_dataset(root, num_images: int = 200, num_test: int = None, seed
     for first, size in ((0, num_images), (num_images, num_test)):
         count = int(round(empty_fraction * size))
         empty.update(int(first + i) for i in master.permutation(size)[:count])
-    total_objects = 0
-    for index in range(num_images + num_test):
-        image_id = f"{index:06d}"
-        object_rng = np.random.default_rng([seed, index, 1])
-        num_objects = 0 if index in empty else int(object_rng.integers(min_objects, max_objects + 1))
-        image, objects = render_image((seed, index), width, height, num_objects, classes, min_size, max_size)
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-        if not ok:
-            raise RuntimeError(f"JPEG encoding failed for image {image_id}")
-        _write_atomic(root / "JPEGImages" / f"{image_id}.jpg", encoded.tobytes())
-        _write_atomic(root / "Annotations" / f"{image_id}.xml", voc_xml(image_id, width, height, objects))
-        total_objects += len(objects)
+    jobs = [(root, seed, index, 0 if index in empty else None, width, height, min_objects, max_objects, min_size,
+             max_size, tuple(classes), jpeg_quality) for index in range(num_images + num_test)]
+    if num_workers > 1 and len(jobs) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context().Pool(num_workers) as pool:
+            total_objects = sum(pool.imap_unordered(_write_image, jobs, chunksize=16))
+    else:
+        total_objects = sum(map(_write_image, jobs))
     _write_atomic(root / "ImageSets/Main/trainval.txt", "".join(f"{i}\n" for i in trainval).encode())
     _write_atomic(root / "ImageSets/Main/test.txt", "".join(f"{i}\n" for i in test).encode())
     store_labels(root / "labels.txt", classes)
     return SyntheticSummary(root, trainval, test, tuple(classes), total_objects)
+
+
+def _write_image(job) -> int:
+    """Render, encode and write one image and its XML; returns its number of objects."""
+    (root, seed, index, forced_count, width, height, min_objects, max_objects, min_size, max_size, classes,
+     jpeg_quality) = job
+    image_id = f"{index:06d}"
+    num_objects = forced_count
+    if num_objects is None:
+        num_objects = int(np.random.default_rng([seed, index, 1]).integers(min_objects, max_objects + 1))
+    image, objects = render_image((seed, index), width, height, num_objects, classes, min_size, max_size)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding failed for image {image_id}")
+    _write_atomic(root / "JPEGImages" / f"{image_id}.jpg", encoded.tobytes())
+    _write_atomic(root / "Annotations" / f"{image_id}.xml", voc_xml(image_id, width, height, objects))
+    return len(objects)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -267,10 +282,11 @@ def main(argv=None) -> None:
                         help="share of images with no object at all")
     parser.add_argument("--min_size", type=float, default=0.15, help="smallest object, fraction of the shorter side")
     parser.add_argument("--max_size", type=float, default=0.5, help="largest object, fraction of the shorter side")
+    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1, help="processes to render with")
     args = parser.parse_args(argv)
     summary = generate_voc_dataset(args.root, args.num_images, args.num_test, args.seed, args.width, args.height,
                                    args.min_objects, args.max_objects, args.empty_fraction, args.min_size,
-                                   args.max_size)
+                                   args.max_size, num_workers=args.num_workers)
     print(f"wrote {len(summary.trainval_ids)} trainval + {len(summary.test_ids)} test images, "
           f"{summary.num_objects} objects, classes {', '.join(summary.class_names)}, to {summary.root}")
 
