@@ -594,6 +594,16 @@ def test_wrong_annotations_url_is_a_one_line_error_naming_it(root, csv_host, s3,
     assert errors == [f"{csv_host.url}/2099_01/class-descriptions-boxable.csv: HTTP 404 File not found"]
 
 
+def test_file_url_mirror_works_and_a_missing_path_fails_at_once(root, mirror, s3, caplog) -> None:
+    args = ["--root", str(root), "--class_names", "Handgun", "--stats_only", "--retry_backoff", "5"]
+    assert main([*args, "--annotations_url", mirror.as_uri()]) == 0
+    assert (root / "test-annotations-bbox.csv").read_bytes() == (mirror / "test" / "test-annotations-bbox.csv").read_bytes()
+    started = time.monotonic()
+    assert main([*args, "--root", str(root / "other"), "--annotations_url", (mirror / "nowhere").as_uri()]) == 1
+    assert time.monotonic() - started < 5  # not retried with back-off
+    assert f"{(mirror / 'nowhere').as_uri()}/class-descriptions-boxable.csv: no such file" in caplog.text
+
+
 def test_missing_filter_file_is_a_usage_error(root, tmp_path, csv_host, s3) -> None:
     args = downloader_args(root, csv_host, s3, "Handgun", "--filter_file", str(tmp_path / "nope.txt"))
     assert main(args) == 2

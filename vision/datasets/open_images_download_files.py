@@ -91,7 +91,7 @@ def fetch_file(url: str, path: Path, *, attempts: int, backoff_s: float, progres
 
     The body is streamed to `<path>.part` (never held in memory) and renamed when complete.
     Network errors, 5xx answers and cut-short transfers are retried `attempts` times in all, with
-    doubling back-off from `backoff_s`; 4xx answers are not. Raises DownloadError (one line with
+    doubling back-off from `backoff_s`; 4xx answers and missing file:// paths are not. Raises DownloadError (one line with
     the URL) when it gives up; no partial file is left then.
     """
     if path.exists():
@@ -112,7 +112,10 @@ def fetch_file(url: str, path: Path, *, attempts: int, backoff_s: float, progres
             last_error = f"HTTP {error.code} {error.reason}"
         except (urllib.error.URLError, http.client.HTTPException, OSError, _CutShort) as error:
             part.unlink(missing_ok=True)
-            last_error = str(getattr(error, "reason", error))
+            reason = error.reason if isinstance(error, urllib.error.URLError) else error
+            if isinstance(error, urllib.error.URLError) and isinstance(reason, FileNotFoundError):
+                raise DownloadError(f"{url}: no such file") from None  # a file:// path will not appear
+            last_error = str(reason)
         except BaseException:
             part.unlink(missing_ok=True)
             raise

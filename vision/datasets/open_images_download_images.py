@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -107,8 +108,9 @@ def _fetch_once(client: BaseClient, bucket: str, key: str, dest: Path, stop: thr
         response = client.get_object(Bucket=bucket, Key=key)
         expected = response.get("ContentLength")
         received = 0
-        with open(part, "wb") as out:
-            for chunk in response["Body"].iter_chunks(_CHUNK_BYTES):
+        # Closing the body hands the connection back to the pool even when we stop early.
+        with closing(response["Body"]) as body, open(part, "wb") as out:
+            for chunk in body.iter_chunks(_CHUNK_BYTES):
                 if stop.is_set():
                     raise _Stopped()
                 out.write(chunk)

@@ -117,7 +117,7 @@ def resolve_classes(descriptions: pd.DataFrame, requests: Sequence[ClassRequest]
         hint = ", ".join(repr(name) for name in suggestions) if suggestions else "none similar"
         problems.append(f"unknown class name {request.name!r} (closest valid names: {hint})")
     if problems:
-        raise SelectionError("; ".join(problems) + f" — valid names are listed in {source}")
+        raise SelectionError("; ".join(problems) + f"; the valid names are listed in {source}")
     wanted = {request.name for request in requests}
     return descriptions.loc[descriptions["ClassName"].isin(wanted)].reset_index(drop=True)
 
