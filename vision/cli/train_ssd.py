@@ -143,6 +143,8 @@ class TrainingRun:
                 raise DatasetError(f"the validation set {args.validation_dataset} has classes {validation_names}, "
                                    f"the training set {args.datasets} has {self.class_names}")
             log.info("Validation set: %d images", len(self.validation_dataset))
+            # The same images without transforms, for VOC mAP through the predictor.
+            self.validation_raw, _ = build_dataset(args.dataset_type, [args.validation_dataset], is_test=True)
         if context.is_main:
             store_labels(os.path.join(args.checkpoint_folder, "labels.txt"), self.class_names)
 
@@ -260,6 +262,8 @@ class TrainingRun:
                                   validation_classification_loss=validation.classification_loss)
                     log.info("Epoch: %d, Validation Loss: %.4f, Validation Regression Loss %.4f, Validation Classification Loss: %.4f",
                              epoch, validation.loss, validation.regression_loss, validation.classification_loss)
+                    record["validation_map"] = self._validation_map()
+                    log.info("Epoch: %d, Validation VOC07 mAP: %.4f", epoch, record["validation_map"])
                 last_model_path = os.path.join(args.checkpoint_folder, f"{args.net}-Epoch-{epoch}-Loss-{loss_for_name}.pth")
                 atomic_save(self.net.state_dict(), last_model_path)
                 log.info("Saved model %s", last_model_path)
@@ -271,6 +275,16 @@ class TrainingRun:
         if self.writer is not None:
             self.writer.close()
         return last_model_path
+
+    def _validation_map(self) -> float:
+        """VOC07 11-point mAP of the current weights on the validation set (prob_threshold 0.01)."""
+        from vision.evaluation.runner import evaluate
+        from vision.ssd.predictor import Predictor
+
+        predictor = Predictor.from_config(self.net, self.entry.config, device=self.device)
+        result = evaluate(predictor, self.validation_raw, self.class_names, batch_size=self.args.batch_size,
+                          num_workers=min(self.args.num_workers, 2), progress=False)
+        return float(result.mean_ap)
 
     def _log_step(self, step: int, values: dict) -> None:
         if self.writer is not None:

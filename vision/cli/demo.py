@@ -1,0 +1,127 @@
+"""``make demo``: the whole pipeline on data generated here, with nothing to download.
+
+1. generate a small synthetic VOC-format data set of shapes;
+2. train the fastest net on it for a few minutes on the CPU (``train_ssd.py``);
+3. evaluate it on the test split (``eval_ssd.py``);
+4. detect objects in a test image and in the reference photos (``run_ssd_example.py``);
+5. export it to ONNX and check the file in ONNX Runtime and OpenCV DNN (``convert_to_caffe2_models.py``);
+6. time the predictor on the reference photos.
+
+Every output goes under ``--output`` (default ``demo_output/``); the end of the run lists where.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import cv2
+import torch
+
+from vision.datasets.synthetic import generate_voc_dataset
+from vision.ssd.registry import create_net, create_predictor
+
+NET = "mb1-ssd-lite"
+REFERENCE_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "images"
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def run_cli(module: str, argv: List[str]) -> int:
+    """Run a script's ``main(argv)`` in this process, as ``python <script>.py argv`` would."""
+    print("$ python " + module.rsplit(".", 1)[-1] + ".py " + " ".join(argv), flush=True)
+    code = importlib.import_module(module).main(argv)
+    if code:
+        raise SystemExit(f"demo: {module} exited with status {code}")
+    return code
+
+
+def time_predictor(model: Path, labels: Path, images: List[Path]) -> None:
+    class_names = labels.read_text().split()
+    net = create_net(NET, len(class_names), is_test=True)
+    net.load(str(model))
+    predictor = create_predictor(NET, net)
+    for path in images:
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        predictor.predict(image)
+        start = time.perf_counter()
+        batch = predictor.preprocess([image])
+        after_pre = time.perf_counter()
+        scores, boxes = predictor.forward(batch)
+        after_forward = time.perf_counter()
+        boxes_out, labels_out, probs = predictor.postprocess(scores, boxes, [image.shape[:2]], prob_threshold=0.4)[0]
+        end = time.perf_counter()
+        print(f"{path.name} ({image.shape[1]}x{image.shape[0]}): {len(labels_out)} detections at 0.4; "
+              f"preprocess {1e3 * (after_pre - start):.1f} ms, forward {1e3 * (after_forward - after_pre):.1f} ms, "
+              f"postprocess {1e3 * (end - after_forward):.1f} ms")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default="demo_output", help="folder for everything the demo writes")
+    parser.add_argument("--num_images", type=int, default=160, help="synthetic trainval images")
+    parser.add_argument("--num_epochs", type=int, default=6, help="training epochs (a few minutes on 2 CPU cores)")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    output = Path(args.output)
+    data, checkpoints, eval_dir, detections = output / "data", output / "checkpoints", output / "eval", output / "detections"
+
+    banner("1. synthetic VOC-format data")
+    if not (data / "labels.txt").exists():
+        summary = generate_voc_dataset(data, num_images=args.num_images, num_test=max(20, args.num_images // 8), seed=7,
+                                       width=320, height=240)
+        print(f"wrote {len(summary.trainval_ids)} trainval + {len(summary.test_ids)} test images with "
+              f"{summary.num_objects} objects of classes {', '.join(summary.class_names)}")
+    print(f"data set: {data}")
+
+    banner(f"2. train {NET} on the CPU")
+    run_cli("vision.cli.train_ssd", [
+        "--dataset_type", "voc", "--datasets", str(data), "--validation_dataset", str(data), "--net", NET,
+        "--batch_size", "16", "--num_epochs", str(args.num_epochs), "--lr", "0.02", "--scheduler", "cosine",
+        "--t_max", str(args.num_epochs), "--validation_epochs", str(args.num_epochs), "--num_workers", "2",
+        "--checkpoint_folder", str(checkpoints), "--seed", "0", "--use_cuda", "false",
+    ])
+    model = max(checkpoints.glob(f"{NET}-Epoch-*.pth"), key=os.path.getmtime)
+    labels = checkpoints / "labels.txt"
+
+    banner("3. evaluate on the test split")
+    run_cli("vision.cli.eval_ssd", ["--net", NET, "--trained_model", str(model), "--dataset", str(data),
+                                    "--label_file", str(labels), "--eval_dir", str(eval_dir), "--use_cuda", "false"])
+
+    test_ids = (data / "ImageSets" / "Main" / "test.txt").read_text().split()
+    test_image = data / "JPEGImages" / f"{test_ids[0]}.jpg"
+    example = importlib.util.find_spec("vision.cli.run_ssd_example")
+    if example is not None:
+        banner("4. detect objects in images")
+        run_cli("vision.cli.run_ssd_example", [NET, str(model), str(labels), str(test_image),
+                                               "--output", str(detections / f"{test_image.stem}_ssd.jpg")])
+        if REFERENCE_IMAGES.is_dir():
+            run_cli("vision.cli.run_ssd_example", [NET, str(model), str(labels), str(REFERENCE_IMAGES),
+                                                   "--output", str(detections)])
+    if importlib.util.find_spec("vision.cli.convert_to_caffe2_models") is not None:
+        banner("5. export to ONNX and check it")
+        run_cli("vision.cli.convert_to_caffe2_models", [NET, str(model), str(labels), "--output", str(output / f"{NET}.onnx")])
+
+    banner("6. predictor timings (CPU)")
+    photos = sorted(Path(p) for p in glob.glob(str(REFERENCE_IMAGES / "*.jpg"))) or [test_image]
+    time_predictor(model, labels, photos)
+
+    banner("where everything went")
+    for label, path in [("synthetic data set", data), ("checkpoints and labels.txt", checkpoints), ("trained model", model),
+                        ("evaluation (det_test_*.txt, summary.json, PR plots)", eval_dir),
+                        ("images with detections", detections), ("ONNX model", output / f"{NET}.onnx")]:
+        if Path(path).exists():
+            print(f"{label}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
