@@ -1,0 +1,227 @@
+"""``run_ssd_example.py``: detect objects in images and write them with the boxes drawn.
+
+    python run_ssd_example.py <net> <model.pth> <labels.txt> <image> [<image> ...]
+        [--output PATH] [--prob_threshold 0.4] [--top_k 10] [--device cpu|cuda:0] [--json PATH]
+        [--backend pytorch|onnx]
+
+One image: the result goes to ``run_ssd_example_output.jpg`` (the original's name) or ``--output``.
+Several images, a folder or a glob: ``--output`` is a folder (default ``run_ssd_example_output``) and
+each result is ``<stem>_ssd.jpg``. Each detection is printed (label, score, box in pixels). With
+``--backend onnx`` the second argument is an ``.onnx`` file from ``convert_to_caffe2_models.py`` and
+torch is not imported.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from vision.utils.drawing import draw_detections
+from vision.utils.labels import read_label_file
+
+SINGLE_OUTPUT = "run_ssd_example_output.jpg"
+FOLDER_OUTPUT = "run_ssd_example_output"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+BACKENDS = ("pytorch", "onnx")
+
+
+@dataclass
+class Detector:
+    """A predictor of either backend with the class names; ``detect`` returns numpy arrays:
+    boxes float32 ``(K, 4)`` pixels corner form, labels int64 ``(K,)``, probs float32 ``(K,)``."""
+
+    predictor: Any
+    class_names: List[str]
+    backend: str
+    device: str
+
+    def detect(self, image_rgb: np.ndarray, top_k: int = -1, prob_threshold: Optional[float] = None
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        boxes, labels, probs = self.predictor.predict(image_rgb, top_k=top_k, prob_threshold=prob_threshold)
+        return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64),
+                np.asarray(probs, dtype=np.float32))
+
+
+def load_detector(net_type: str, model_path: str, label_path: str, backend: str = "pytorch",
+                  device: Optional[str] = None, candidate_size: Optional[int] = None,
+                  mb2_width_mult: float = 1.0) -> Detector:
+    """Read the label file and load the model for ``backend``. ``candidate_size``: boxes per class before
+    NMS (None: 200, or what a postprocess graph was exported with). Raises ValueError/OSError with one-line
+    messages naming the file: a missing or empty label file, a checkpoint of another class count or net
+    type, an ONNX file exported from another net type or for another class count."""
+    class_names = read_label_file(label_path)
+    if backend == "onnx":
+        from vision.ssd.onnx_predictor import OnnxPredictor
+
+        providers, device_name = onnx_providers(device)
+        predictor = OnnxPredictor(model_path, providers=providers, candidate_size=candidate_size)
+        exported = predictor.metadata
+        if exported.net_type != net_type:
+            raise ValueError(f"{model_path}: exported from {exported.net_type}, not {net_type}")
+        if exported.num_classes != len(class_names):
+            raise ValueError(f"{label_path}: {len(class_names)} classes, but {model_path} has {exported.num_classes}; "
+                             "check the label file")
+        return Detector(predictor, class_names, backend, device_name)
+    if backend != "pytorch":
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    import torch
+
+    from vision.ssd.registry import create_net, create_predictor
+
+    torch_device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    net = create_net(net_type, len(class_names), is_test=True, mb2_width_mult=mb2_width_mult)
+    net.load(model_path)
+    predictor = create_predictor(net_type, net.to(torch_device).eval(), candidate_size=candidate_size or 200,
+                                 device=torch_device)
+    return Detector(predictor, class_names, backend, str(torch_device))
+
+
+def onnx_providers(device: Optional[str]) -> Tuple[list, str]:
+    """ONNX Runtime providers for a ``--device`` value: ``cpu``; ``cuda`` / ``cuda:N`` (an error when this
+    onnxruntime has no CUDA provider); None: CUDA when available, else CPU."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if device is None:
+        device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+    if device == "cpu":
+        return ["CPUExecutionProvider"], "cpu"
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise ValueError(f"--device {device}: this onnxruntime has no CUDA provider (it has {', '.join(available)})")
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], f"cuda:{index}"
+    raise ValueError(f"--device {device}: the onnx backend runs on cpu or cuda[:N]")
+
+
+def expand_images(arguments: Sequence[str]) -> Tuple[List[str], bool]:
+    """Image paths from files, folders (their images, sorted) and glob patterns; and whether the input is
+    several images (more than one, or any folder or pattern). Raises FileNotFoundError naming the argument."""
+    paths: List[str] = []
+    several = len(arguments) > 1
+    for argument in arguments:
+        if os.path.isdir(argument):
+            several = True
+            found = sorted(os.path.join(argument, name) for name in os.listdir(argument)
+                           if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(argument, name)))
+            if not found:
+                raise FileNotFoundError(f"{argument}: the folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            paths += found
+        elif os.path.isfile(argument):
+            paths.append(argument)
+        elif glob.has_magic(argument):
+            several = True
+            found = sorted(path for path in glob.glob(argument) if os.path.isfile(path))
+            if not found:
+                raise FileNotFoundError(f"{argument}: no file matches the pattern")
+            paths += found
+        else:
+            raise FileNotFoundError(f"{argument}: no such image file")
+    return paths, several
+
+
+def output_paths(images: Sequence[str], several: bool, output: Optional[str]) -> List[str]:
+    """Where each result goes: ``output`` (default run_ssd_example_output.jpg) for one image; for several,
+    ``<output folder>/<stem>_ssd.jpg``, with ``_2``, ``_3``... when two inputs share a stem."""
+    if not several:
+        return [output or SINGLE_OUTPUT]
+    folder = output or FOLDER_OUTPUT
+    if os.path.isfile(folder):
+        raise ValueError(f"--output {folder}: is a file; with several images --output is a folder")
+    os.makedirs(folder, exist_ok=True)
+    paths, used = [], {}
+    for image in images:
+        stem = os.path.splitext(os.path.basename(image))[0]
+        used[stem] = used.get(stem, 0) + 1
+        suffix = "" if used[stem] == 1 else f"_{used[stem]}"
+        paths.append(os.path.join(folder, f"{stem}{suffix}_ssd.jpg"))
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Detect objects in images with a trained SSD and draw them.")
+    parser.add_argument("net_type", help="vgg16-ssd, mb1-ssd, mb1-ssd-lite, mb2-ssd-lite, mb3-large-ssd-lite, "
+                                         "mb3-small-ssd-lite or sq-ssd-lite")
+    parser.add_argument("model_path", help="the trained .pth, or with --backend onnx the exported .onnx")
+    parser.add_argument("label_path", help="the model's label file (class names, BACKGROUND first)")
+    parser.add_argument("images", nargs="+", help="image files, folders or glob patterns (quoted)")
+    parser.add_argument("--output", default=None,
+                        help=f"result image for one input (default {SINGLE_OUTPUT}); a folder for several "
+                             f"(default {FOLDER_OUTPUT}/)")
+    parser.add_argument("--prob_threshold", type=float, default=0.4, help="minimum score of a detection")
+    parser.add_argument("--top_k", type=int, default=10, help="most detections per class (-1: all)")
+    parser.add_argument("--candidate_size", type=int, default=None,
+                        help="boxes per class before NMS (default 200; an ONNX postprocess graph's own)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda:0 when available)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the detections as JSON")
+    parser.add_argument("--backend", default="pytorch", choices=BACKENDS,
+                        help="pytorch (a .pth) or onnx (an .onnx made by convert_to_caffe2_models.py)")
+    parser.add_argument("--mb2_width_mult", type=float, default=1.0, help="width multiplier of mb2-ssd-lite")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    images, several = expand_images(args.images)
+    detector = load_detector(args.net_type, args.model_path, args.label_path, args.backend, args.device,
+                             args.candidate_size, args.mb2_width_mult)
+    outputs = output_paths(images, several, args.output)
+    records = []
+    for image_path, output_path in zip(images, outputs):
+        image = cv2.imread(image_path)
+        if image is None:
+            raise OSError(f"{image_path}: not a readable image")
+        start = time.perf_counter()
+        boxes, labels, probs = detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), args.top_k, args.prob_threshold)
+        milliseconds = (time.perf_counter() - start) * 1e3
+        print(f"{image_path}: {len(labels)} objects ({milliseconds:.0f} ms)")
+        detections = []
+        for box, label, prob in zip(boxes, labels, probs):
+            name = detector.class_names[label]
+            pixels = [round(float(value), 1) for value in box]
+            print(f"  {name}: {prob:.2f} [{', '.join(f'{value:.1f}' for value in pixels)}]")
+            detections.append({"label": name, "class_index": int(label), "score": round(float(prob), 6), "box": pixels})
+        draw_detections(image, boxes, labels, probs, detector.class_names)
+        if not cv2.imwrite(output_path, image):
+            raise OSError(f"{output_path}: cannot write the image (is the extension one OpenCV knows?)")
+        print(f"  The output image is {output_path}")
+        records.append({"image": image_path, "output": output_path, "width": image.shape[1], "height": image.shape[0],
+                        "milliseconds": round(milliseconds, 1), "detections": detections})
+    if args.json:
+        write_json(args.json, args, detector, records)
+        print(f"Detections written to {args.json}")
+    return 0
+
+
+def write_json(path: str, args: argparse.Namespace, detector: Detector, records: list) -> None:
+    """Detections as JSON: the settings, then per image its size, output and detections (label name,
+    class index, score, box ``[x1, y1, x2, y2]`` in pixels)."""
+    document = {"net_type": args.net_type, "model": args.model_path, "backend": detector.backend,
+                "device": detector.device, "prob_threshold": args.prob_threshold, "top_k": args.top_k,
+                "class_names": detector.class_names, "images": records}
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+        json.dump(document, stream, indent=2)
+    os.replace(temporary, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

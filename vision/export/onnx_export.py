@@ -1,0 +1,140 @@
+"""Exporting an SSD to ONNX with the input/output names deployments rely on.
+
+The file contract (also in docs/deploy.md): input ``input_0`` float32 ``(N, 3, H, W)``, RGB, already
+normalised with the net's mean/std; outputs ``scores`` ``(N, P, C)`` softmaxed and ``boxes`` ``(N, P, 4)``
+corner form 0..1 (the names jetson-inference's ``detectnet --input-blob=input_0 --output-cvg=scores
+--output-bbox=boxes`` expects). Beside ``x.onnx``: ``x.labels.txt`` (class names, one a line) and
+``x.json`` (see ``vision.export.metadata``). With ``with_postprocess`` the graph also selects and
+suppresses boxes (see ``vision.export.postprocess``).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from typing import Sequence
+
+import numpy as np
+import onnx
+import torch
+
+from vision.export.metadata import (BOXES_NAME, INPUT_NAME, METADATA_KEY, SCORES_NAME, ModelMetadata, PostprocessInfo,
+                                    side_file_paths, write_metadata)
+from vision.export.postprocess import append_postprocess
+from vision.ssd.ssd import SSD
+from vision.utils.labels import write_label_file
+
+DEFAULT_OPSET = 13
+EXPORTERS = ("auto", "torchscript", "dynamo")
+TORCHSCRIPT_OPSETS = range(11, 18)
+DYNAMO_MIN_OPSET = 17
+DEFAULT_PROB_THRESHOLD = 0.01  # the PyTorch predictor's filter_threshold
+
+
+def resolve_exporter(exporter: str, opset: int) -> str:
+    """``"torchscript"`` or ``"dynamo"``: ``auto`` takes the TorchScript-based exporter for opsets 11-17 and
+    the dynamo one (needs onnxscript) above. ValueError for a combination the exporter cannot emit."""
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if exporter == "auto":
+        exporter = "torchscript" if opset in TORCHSCRIPT_OPSETS else "dynamo"
+    if exporter == "torchscript" and opset not in TORCHSCRIPT_OPSETS:
+        raise ValueError(f"the TorchScript-based exporter emits opsets {TORCHSCRIPT_OPSETS.start}-"
+                         f"{TORCHSCRIPT_OPSETS.stop - 1}, not {opset}; use --exporter dynamo for newer opsets")
+    if exporter == "dynamo":
+        if opset < DYNAMO_MIN_OPSET:
+            raise ValueError(f"the dynamo exporter emits opset {DYNAMO_MIN_OPSET} or newer, not {opset}")
+        try:
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise ValueError("the dynamo exporter needs the onnxscript package (pip install onnxscript)") from None
+    return exporter
+
+
+def export_onnx(net: SSD, net_type: str, class_names: Sequence[str], output_path: str | os.PathLike, *,
+                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, exporter: str = "auto",
+                with_postprocess: bool = False, candidate_size: int = 200,
+                prob_threshold: float = DEFAULT_PROB_THRESHOLD, mb2_width_mult: float = 1.0) -> ModelMetadata:
+    """Write ``output_path`` (.onnx) and its ``.labels.txt`` and ``.json`` side files; return the metadata.
+
+    net: an SSD of ``net_type`` (exported as if built with ``is_test=True``; its own flag is restored).
+    class_names: BACKGROUND first, one per output class. dynamic_batch: the batch axis is free (else 1).
+    with_postprocess: append the selection and NMS (outputs ``boxes`` ``(M, 4)``, ``scores``, ``labels``,
+    ``batch_index``); ``candidate_size`` per class, ``prob_threshold`` the default of its threshold input.
+    Each file is written to a temporary name and renamed, so a failed export leaves no partial file.
+    """
+    if len(class_names) != net.num_classes:
+        raise ValueError(f"{len(class_names)} class names for a net with {net.num_classes} classes")
+    exporter = resolve_exporter(exporter, opset)
+    config = net.config
+    num_priors = int(net.priors.shape[0])
+    scores_name, boxes_name = (("all_scores", "all_boxes") if with_postprocess else (SCORES_NAME, BOXES_NAME))
+
+    model = _trace_to_onnx(net, config.image_size, opset, dynamic_batch, exporter, [scores_name, boxes_name])
+    postprocess = None
+    if with_postprocess:
+        postprocess = PostprocessInfo(candidate_size=candidate_size, iou_threshold=float(config.iou_threshold),
+                                      default_prob_threshold=float(prob_threshold))
+        append_postprocess(model, scores_name, boxes_name, net.num_classes, num_priors, postprocess.iou_threshold,
+                           candidate_size, postprocess.default_prob_threshold)
+
+    metadata = ModelMetadata(
+        net_type=net_type,
+        image_size=int(config.image_size),
+        image_mean=[float(v) for v in np.broadcast_to(np.asarray(config.image_mean, dtype=np.float64), (3,))],
+        image_std=float(config.image_std),
+        center_variance=float(config.center_variance),
+        size_variance=float(config.size_variance),
+        iou_threshold=float(config.iou_threshold),
+        class_names=list(class_names),
+        num_priors=num_priors,
+        dynamic_batch=dynamic_batch,
+        opset=opset,
+        exporter=exporter,
+        mb2_width_mult=float(mb2_width_mult),
+        postprocess=postprocess,
+        output_names=[output.name for output in model.graph.output],
+    )
+    onnx.helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
+    model.producer_name = "pytorch-ssd-toolkit"
+
+    output_path = os.fspath(output_path)
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    temporary = f"{output_path}.tmp"
+    onnx.save_model(model, temporary)
+    os.replace(temporary, output_path)
+    _, labels_path = side_file_paths(output_path)
+    write_label_file(labels_path, list(class_names))
+    write_metadata(output_path, metadata)
+    return metadata
+
+
+def _trace_to_onnx(net: SSD, image_size: int, opset: int, dynamic_batch: bool, exporter: str,
+                   output_names: Sequence[str]) -> onnx.ModelProto:
+    # Batch 2 when the batch is free: the dynamo exporter would fix a size-1 axis to 1.
+    example = torch.randn(2 if dynamic_batch else 1, 3, image_size, image_size,
+                          generator=torch.Generator().manual_seed(0)).to(net.device)
+    was_test, was_training = net.is_test, net.training
+    net.is_test = True
+    net.eval()
+    try:
+        # Both exporters warn a lot (tracer notes, deprecation of the TorchScript one) and the dynamo one
+        # prints progress on stdout: the CLI reports the outcome itself.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            if exporter == "torchscript":
+                buffer = io.BytesIO()
+                dynamic_axes = ({INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
+                                if dynamic_batch else None)
+                torch.onnx.export(net, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                                  output_names=list(output_names), dynamic_axes=dynamic_axes, do_constant_folding=True)
+                return onnx.load_model_from_string(buffer.getvalue())
+            dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+            program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                                        output_names=list(output_names), dynamic_shapes=dynamic_shapes,
+                                        external_data=False, verbose=False)
+            return program.model_proto
+    finally:
+        net.is_test = was_test
+        net.train(was_training)
