@@ -9,6 +9,7 @@ one-image-at-a-time predictor (per-class Python NMS loop) on the same machine as
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -24,7 +25,8 @@ from benchmarks.original_predictor import original_predict  # noqa: E402
 from vision.ssd.registry import NET_TYPES, create_net, create_predictor  # noqa: E402
 from vision.utils.reference_weights import load_deterministic_weights  # noqa: E402
 
-PHOTO = Path(__file__).resolve().parents[2] / "shared" / "reference" / "images" / "000138.jpg"
+SHARED = Path(os.environ.get("SSD_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+PHOTO = SHARED / "reference" / "images" / "000138.jpg"
 
 
 def _sync(device: torch.device) -> None:
