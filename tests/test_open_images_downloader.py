@@ -34,6 +34,9 @@ from vision.datasets.open_images_download_selection import (
     ANNOTATION_COLUMNS, ClassRequest, SelectionError, limit_images, parse_class_requests,
     read_annotations, read_class_descriptions, resolve_classes, select_boxes, split_image_budget)
 
+# A hung server or download fails the test instead of stalling the suite.
+pytestmark = pytest.mark.timeout(120)
+
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "open-images-dataset"
 
@@ -454,12 +457,10 @@ def test_chunked_reading_matches_reading_at_once(tmp_path: Path) -> None:
 def test_image_budget_is_shared_in_proportion_and_sums_exactly() -> None:
     assert split_image_budget({"train": 7, "validation": 2, "test": 1}, 5) == {"train": 4, "validation": 1, "test": 0}
     assert split_image_budget({"train": 7, "validation": 2, "test": 1}, 50) == {"train": 7, "validation": 2, "test": 1}
-    limited = limit_images({"train": _select_all(), "validation": _select_all().iloc[:0]}, 2, np.random.default_rng(0))
+    train = annotation_rows([box for box in BOXES if box.split == "train"])
+    limited = limit_images({"train": train, "validation": train.iloc[:0]}, 2, np.random.default_rng(0))
     assert limited["train"]["ImageID"].nunique() == 2
-
-
-def _select_all() -> pd.DataFrame:
-    return annotation_rows([box for box in BOXES if box.split == "train"])
+    assert limited["validation"].empty
 
 
 def test_unknown_class_lists_the_closest_valid_names(tmp_path: Path) -> None:
@@ -484,14 +485,14 @@ def test_jetson_max_images_spelling_is_accepted() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_download_writes_the_original_layout_with_only_selected_images(root, csv_host, s3) -> None:
+def test_download_writes_the_original_layout_with_only_selected_images(root, mirror, csv_host, s3) -> None:
     assert main(downloader_args(root, csv_host, s3)) == 0
 
     for name in ["class-descriptions-boxable.csv", "train-annotations-bbox.csv",
                  "validation-annotations-bbox.csv", "test-annotations-bbox.csv"]:
         assert (root / name).is_file()
     assert (root / "train-annotations-bbox.csv").read_bytes() == (
-        csv_host_mirror(csv_host) / "train" / "train-annotations-bbox.csv").read_bytes()
+        mirror / "train" / "train-annotations-bbox.csv").read_bytes()
     for split, expected in GUNS.items():
         boxes = sub_csv(root, split)
         assert set(boxes["ImageID"]) == expected
@@ -503,10 +504,6 @@ def test_download_writes_the_original_layout_with_only_selected_images(root, csv
     assert sorted(s3.gets) == sorted(f"{split}/{i}.jpg" for split, ids in GUNS.items() for i in ids)
     assert part_files(root) == []
     assert list(root.glob("failed-*.txt")) == []
-
-
-def csv_host_mirror(csv_host: CsvServer) -> Path:
-    return Path(csv_host.RequestHandlerClass.keywords["directory"])
 
 
 def test_include_depiction_and_filter_file_flags_reach_the_selection(root, tmp_path, csv_host, s3) -> None:
@@ -597,7 +594,8 @@ def test_wrong_annotations_url_is_a_one_line_error_naming_it(root, csv_host, s3,
 def test_file_url_mirror_works_and_a_missing_path_fails_at_once(root, mirror, s3, caplog) -> None:
     args = ["--root", str(root), "--class_names", "Handgun", "--stats_only", "--retry_backoff", "5"]
     assert main([*args, "--annotations_url", mirror.as_uri()]) == 0
-    assert (root / "test-annotations-bbox.csv").read_bytes() == (mirror / "test" / "test-annotations-bbox.csv").read_bytes()
+    copied = (root / "test-annotations-bbox.csv").read_bytes()
+    assert copied == (mirror / "test" / "test-annotations-bbox.csv").read_bytes()
     started = time.monotonic()
     assert main([*args, "--root", str(root / "other"), "--annotations_url", (mirror / "nowhere").as_uri()]) == 1
     assert time.monotonic() - started < 5  # not retried with back-off
@@ -664,7 +662,7 @@ def test_ctrl_c_mid_image_exits_130_and_leaves_no_partial_file(root, tmp_path, c
     assert "run the same command again to resume" in (tmp_path / "run.log").read_text()
 
 
-def test_killed_during_an_annotation_csv_resumes_from_the_missing_files(root, tmp_path, csv_host, s3) -> None:
+def test_killed_during_an_annotation_csv_resumes_from_the_missing_files(root, tmp_path, mirror, csv_host, s3) -> None:
     stalled = "/train/train-annotations-bbox.csv"
     csv_host.faults[stalled] = "stall"
     process = start_downloader(downloader_args(root, csv_host, s3), tmp_path / "first-run.log")
@@ -684,7 +682,7 @@ def test_killed_during_an_annotation_csv_resumes_from_the_missing_files(root, tm
     assert csv_host.requests == ["/train/train-annotations-bbox.csv", "/validation/validation-annotations-bbox.csv",
                                  "/test/test-annotations-bbox.csv"]
     assert (root / "train-annotations-bbox.csv").read_bytes() == (
-        csv_host_mirror(csv_host) / "train" / "train-annotations-bbox.csv").read_bytes()
+        mirror / "train" / "train-annotations-bbox.csv").read_bytes()
     assert part_files(root) == []
     assert image_ids(root, "train") == GUNS["train"]
 

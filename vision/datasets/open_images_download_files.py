@@ -91,8 +91,8 @@ def fetch_file(url: str, path: Path, *, attempts: int, backoff_s: float, progres
 
     The body is streamed to `<path>.part` (never held in memory) and renamed when complete.
     Network errors, 5xx answers and cut-short transfers are retried `attempts` times in all, with
-    doubling back-off from `backoff_s`; 4xx answers and missing file:// paths are not. Raises DownloadError (one line with
-    the URL) when it gives up; no partial file is left then.
+    doubling back-off from `backoff_s`; 4xx answers and missing file:// paths are not.
+    Raises DownloadError (one line with the URL) when it gives up; no partial file is left then.
     """
     if path.exists():
         logger.info("%s is already complete, not downloading it again", path)
