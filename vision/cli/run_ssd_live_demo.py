@@ -131,19 +131,32 @@ class FrameReader:
             self.error = error
         finally:
             self.capture.release()
-            self._put(self._END, always=True)
+            if not self._put(self._END):
+                self._force_put(self._END)  # closed early: make room so no consumer waits forever
 
-    def _put(self, item, always: bool = False) -> None:
-        while not self.stopped.is_set() or always:
+    def _put(self, item) -> bool:
+        """Queue ``item``: dropping the oldest frame when full (live), else waiting for room. False when
+        :meth:`close` was called first."""
+        while not self.stopped.is_set():
+            if self.drop_frames:
+                self._force_put(item)
+                return True
             try:
                 self.frames.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _force_put(self, item) -> None:
+        while True:
+            try:
+                self.frames.put_nowait(item)
                 return
             except queue.Full:
-                if self.drop_frames or always:
-                    with contextlib.suppress(queue.Empty):
-                        self.frames.get_nowait()
-                        if item is not self._END:
-                            self.dropped += 1
+                with contextlib.suppress(queue.Empty):
+                    if self.frames.get_nowait() is not self._END:
+                        self.dropped += 1
 
 
 # -- output -------------------------------------------------------------------------------------------
