@@ -8,6 +8,7 @@ Each returns a :class:`CheckResult` with a one-line message; none raises for a f
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -64,6 +65,18 @@ def output_difference(actual: np.ndarray, expected: np.ndarray) -> tuple:
     return float(difference.max(initial=0.0)), float(scaled.max(initial=0.0))
 
 
+@contextlib.contextmanager
+def full_float32():
+    """Run PyTorch's reference in full float32: on recent GPUs cuDNN otherwise may run convolutions in
+    TF32 (about 1e-3 relative error), far above the checks' tolerance."""
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
+
+
 @torch.no_grad()
 def pytorch_outputs(net: SSD, batch: np.ndarray) -> tuple:
     """The net's ``(scores, boxes)`` on a preprocessed batch, as numpy; the net runs as if ``is_test=True``."""
@@ -71,7 +84,8 @@ def pytorch_outputs(net: SSD, batch: np.ndarray) -> tuple:
     net.is_test = True
     net.eval()
     try:
-        scores, boxes = net(torch.from_numpy(batch).to(net.device))
+        with full_float32():
+            scores, boxes = net(torch.from_numpy(batch).to(net.device))
     finally:
         net.is_test = was_test
         net.train(was_training)
@@ -147,7 +161,8 @@ def check_postprocess(onnx_path: str, net: SSD, net_type: str, images: Optional[
     counts, worst_score, worst_box = [], 0.0, 0.0
     try:
         for top_k, prob_threshold in ((-1, None), (5, 0.3)):
-            expected_all = predictor.predict_batch(images, top_k=top_k, prob_threshold=prob_threshold)
+            with full_float32():
+                expected_all = predictor.predict_batch(images, top_k=top_k, prob_threshold=prob_threshold)
             actual_all = onnx_predictor.predict_batch(images, top_k=top_k, prob_threshold=prob_threshold)
             for index, (image, expected, actual) in enumerate(zip(images, expected_all, actual_all)):
                 expected_boxes, expected_labels, expected_probs = (t.numpy() for t in expected)
