@@ -133,3 +133,11 @@ def test_label_file_forms():
         parse_label_text("cat\ndog\nCat", source="x.txt")
     with pytest.raises(LabelFileError, match="x.txt: the label file holds no class names"):
         parse_label_text("BACKGROUND\n", source="x.txt")
+
+
+def test_single_output_path_in_a_new_folder_is_created(tmp_path, capsys, generated_image):
+    output = tmp_path / "new" / "folder" / "result.jpg"
+    code, out, err = _run([NET, saved_checkpoint(NET), label_path(NET), generated_image, "--output", output], capsys)
+    assert code == 0, err
+    assert cv2.imread(str(output)).shape == cv2.imread(str(generated_image)).shape
+    assert f"The output image is {output}" in out

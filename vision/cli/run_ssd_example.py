@@ -132,7 +132,9 @@ def output_paths(images: Sequence[str], several: bool, output: Optional[str]) ->
     """Where each result goes: ``output`` (default run_ssd_example_output.jpg) for one image; for several,
     ``<output folder>/<stem>_ssd.jpg``, with ``_2``, ``_3``... when two inputs share a stem."""
     if not several:
-        return [output or SINGLE_OUTPUT]
+        path = output or SINGLE_OUTPUT
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return [path]
     folder = output or FOLDER_OUTPUT
     if os.path.isfile(folder):
         raise ValueError(f"--output {folder}: is a file; with several images --output is a folder")
