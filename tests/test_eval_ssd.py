@@ -113,6 +113,7 @@ def test_predictor_gets_batches_of_original_images_at_eval_threshold():
     assert predictor.calls == [(4, 0.01), (4, 0.01), (2, 0.01)]
 
 
+@pytest.mark.timeout(180)  # a worker deadlock must fail, not hang the suite
 def test_batching_and_workers_do_not_change_the_result():
     dataset = StubDataset()
     results = []
@@ -194,3 +195,158 @@ def test_str2bool_accepts_the_original_spellings(text, value):
 def test_str2bool_rejects_other_words():
     with pytest.raises(Exception):
         str2bool("maybe")
+
+
+def test_unreadable_images_are_skipped_and_reported(tmp_path):
+    dataset = StubDataset(num_images=6)
+    bad = {2, 4}
+
+    class DatasetWithBadImages(StubDataset):
+        def get_image(self, index):
+            return None if index in bad else super().get_image(index)
+
+        def get_annotation(self, index):
+            image_id, annotation = super().get_annotation(index)
+            if index in bad:  # as VOCDataset for a malformed XML: empty arrays
+                return image_id, (np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.uint8))
+            return image_id, annotation
+
+    broken = DatasetWithBadImages(num_images=6)
+    evaluation = evaluate(StubPredictor(dataset), broken, broken.class_names, batch_size=4, num_workers=0,
+                          progress=False)
+    assert evaluation.records.image_ids == [dataset.ids[i] for i in range(6) if i not in bad]
+    summary = write_outputs(tmp_path, evaluation)
+    assert summary["skipped_images"] == [dataset.ids[i] for i in sorted(bad)]
+
+
+# ---- end to end, real nets with deterministic weights ------------------------------------------------
+
+
+def _xml_ground_truth(root, split):
+    """name -> (image id -> 0-based boxes, difficult flags), read straight from the VOC XML files."""
+    ids = (Path(root) / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
+    by_class = {}
+    for image_id in ids:
+        tree = ElementTree.parse(Path(root) / "Annotations" / f"{image_id}.xml")
+        for obj in tree.findall("object"):
+            box = obj.find("bndbox")
+            corners = [float(box.find(tag).text) - 1.0 for tag in ("xmin", "ymin", "xmax", "ymax")]
+            difficult = obj.find("difficult")
+            is_difficult = difficult is not None and difficult.text.strip() == "1"
+            boxes, flags = by_class.setdefault(obj.find("name").text.strip(), ({}, {}))
+            boxes.setdefault(image_id, []).append(corners)
+            flags.setdefault(image_id, []).append(is_difficult)
+    return {name: ({i: np.array(b) for i, b in boxes.items()}, {i: np.array(f) for i, f in flags.items()})
+            for name, (boxes, flags) in by_class.items()}
+
+
+def _parse_printout(stdout):
+    """The AP table: {class: ap or nan}, mean; checks the blank lines before each heading."""
+    lines = stdout.splitlines()
+    start = lines.index("Average Precision Per-class:")
+    assert lines[start - 1] == ""
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("Average Precision Across All Classes:"))
+    assert lines[end - 1] == ""
+    per_class = {}
+    for line in lines[start + 1:end - 1]:
+        name, value = line.rsplit(": ", 1) if "(no ground truth)" not in line else (line.split(": ")[0], "nan")
+        per_class[name] = float(value)
+    return per_class, float(lines[end].split(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def synthetic_voc(tmp_path_factory):
+    from vision.datasets.synthetic import generate_voc_dataset
+
+    root = tmp_path_factory.mktemp("shapes")
+    generate_voc_dataset(root, num_images=0, num_test=10, seed=5)
+    return root
+
+
+def _saved_weights(directory, net_type, num_classes):
+    from vision.ssd.registry import create_net
+    from vision.utils.reference_weights import load_deterministic_weights
+
+    path = Path(directory) / f"{net_type}-{num_classes}.pth"
+    torch.save(load_deterministic_weights(create_net(net_type, num_classes)).state_dict(), path)
+    return path
+
+
+@pytest.mark.timeout(180)  # a worker deadlock must fail, not hang the suite
+def test_eval_on_synthetic_voc_set_matches_rescoring_its_files(synthetic_voc, tmp_path, capsys):
+    from vision.cli.eval_ssd import main
+
+    weights = _saved_weights(tmp_path, "mb1-ssd", 6)
+    eval_dir = tmp_path / "eval"
+    main(["--net", "mb1-ssd", "--trained_model", str(weights), "--dataset", str(synthetic_voc),
+          "--eval_dir", str(eval_dir), "--batch_size", "4", "--num_workers", "1", "--use_cuda", "false"])
+    per_class, mean_ap = _parse_printout(capsys.readouterr().out)
+    assert list(per_class) == ["circle", "square", "triangle", "star", "ring"]
+    assert mean_ap == pytest.approx(np.mean(list(per_class.values())))
+
+    # The det_test files (1-based boxes) rescored against the XML give the printed APs.
+    ground_truth = _xml_ground_truth(synthetic_voc, "test")
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    total_lines = 0
+    for name, printed in per_class.items():
+        detections = _parse_det_file(eval_dir / f"det_test_{name}.txt")
+        total_lines += len(detections)
+        detections = [(image_id, score, *(v - 1.0 for v in box)) for image_id, score, *box in detections]
+        boxes, difficult = ground_truth[name]
+        assert printed == pytest.approx(voc_average_precision(boxes, difficult, detections), abs=1e-6)
+        assert summary["per_class_ap"][name] == pytest.approx(printed)
+        assert (eval_dir / f"pr_{name}.png").stat().st_size > 0
+    assert total_lines == summary["num_detections"] > 0
+    assert summary["num_images"] == 10
+
+
+@pytest.mark.timeout(180)  # a worker deadlock must fail, not hang the suite
+def test_eval_coco_metric_prints_the_three_figures(synthetic_voc, tmp_path, capsys):
+    from vision.cli.eval_ssd import main
+
+    weights = _saved_weights(tmp_path, "mb1-ssd", 6)
+    main(["--net", "mb1-ssd", "--trained_model", str(weights), "--dataset", str(synthetic_voc),
+          "--eval_dir", str(tmp_path / "eval"), "--metric", "coco", "--num_workers", "0", "--device", "cpu"])
+    out = capsys.readouterr().out
+    per_class, mean_ap = _parse_printout(out)
+    figures = dict(line.rsplit(": ", 1) for line in out.splitlines() if line.startswith("COCO"))
+    figures = {name: float(value) for name, value in figures.items()}
+    assert set(figures) == {"COCO mAP@[.5:.95]", "COCO mAP@.5", "COCO mAP@.75"}
+    assert figures["COCO mAP@[.5:.95]"] == pytest.approx(mean_ap)
+    assert mean_ap == pytest.approx(np.mean(list(per_class.values())))
+    assert 0.0 <= figures["COCO mAP@.75"] <= figures["COCO mAP@.5"] <= 1.0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not VOC_SAMPLE.is_dir(), reason="shared VOC sample not found")
+def test_eval_script_on_the_genuine_voc_sample(tmp_path):
+    weights = _saved_weights(tmp_path, "mb1-ssd", 21)
+    eval_dir = tmp_path / "eval"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "eval_ssd.py"), "--net", "mb1-ssd", "--trained_model", str(weights),
+         "--dataset_type", "voc", "--dataset", str(VOC_SAMPLE), "--label_file", str(VOC_LABELS),
+         "--eval_dir", str(eval_dir), "--use_2007_metric", "false", "--use_cuda", "no", "--num_workers", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    per_class, mean_ap = _parse_printout(completed.stdout)
+    assert list(per_class) == VOC_LABELS.read_text().split()[1:]
+
+    ground_truth = _xml_ground_truth(VOC_SAMPLE, "test")
+    positives = Counter({name: sum(int((~flags).sum()) for flags in ground_truth[name][1].values())
+                         for name in ground_truth})
+    # Classes without (non-difficult) ground truth in the split print nan and stay out of the mean.
+    absent = {name for name in per_class if positives[name] == 0}
+    assert absent and absent == {name for name, ap in per_class.items() if math.isnan(ap)}
+    assert f"{sorted(absent)[0]}: nan (no ground truth)" in completed.stdout
+    assert mean_ap == pytest.approx(np.mean([ap for ap in per_class.values() if not math.isnan(ap)]))
+
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    assert summary["num_images"] == 22 and summary["use_2007_metric"] is False
+    assert summary["num_ground_truth"] == {name: positives[name] for name in per_class}
+    for name in ("person", "cat"):
+        detections = _parse_det_file(eval_dir / f"det_test_{name}.txt")
+        detections = [(image_id, score, *(v - 1.0 for v in box)) for image_id, score, *box in detections]
+        boxes, difficult = ground_truth[name]
+        expected = voc_average_precision(boxes, difficult, detections, use_2007_metric=False)
+        assert per_class[name] == pytest.approx(expected, abs=1e-6)

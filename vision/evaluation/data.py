@@ -22,7 +22,7 @@ class EvalSample:
     """One test image and its ground truth.
 
     index: position in the data set; image_id: the data set's id (VOC: the file stem);
-    image: (H, W, 3) uint8 RGB at original resolution; boxes: (n, 4) float32 corner pixels, 0-based;
+    image: (H, W, 3) uint8 RGB at original resolution, or None for an unreadable sample; boxes: (n, 4) float32 corner pixels, 0-based;
     labels: (n,) int64 class indices (0 is background); difficult: (n,) bool.
     """
 
@@ -52,9 +52,11 @@ def open_dataset(dataset_type: str, root: str | Path):
 
 
 def read_label_file(path: str | Path) -> list[str]:
-    """Class names, one a line, BACKGROUND first (the model label files train_ssd.py writes)."""
-    with open(path) as file:
-        return [line.strip() for line in file if line.strip()]
+    """Class names of a label file, BACKGROUND first (added when the file lacks it); one name a line as
+    the model label files train_ssd.py writes, or comma-separated as the original's labels.txt."""
+    from vision.datasets.labels import read_class_names
+
+    return list(read_class_names(path))
 
 
 class EvalSamples(Dataset):
@@ -84,14 +86,10 @@ def _keep_as_list(samples: Sequence[EvalSample]) -> list[EvalSample]:
 
 
 def _single_threaded_worker(_worker_id: int) -> None:
-    # Workers only decode images; one thread each leaves the cores to the main process's forward pass.
+    # Workers only decode images; one torch thread each leaves the cores to the main process's forward
+    # pass. cv2.setNumThreads is not called here: in a forked worker it deadlocks once the parent has
+    # used OpenCV's thread pool (image decoding does not use that pool anyway).
     torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - cv2 is a dependency
-        pass
 
 
 def make_loader(dataset, batch_size: int = 32, num_workers: int = 2) -> DataLoader:

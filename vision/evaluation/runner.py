@@ -110,6 +110,7 @@ def write_outputs(eval_dir: str | Path, evaluation: Evaluation, settings: dict |
         "metric": evaluation.metric,
         **(settings or {}),
         "num_images": evaluation.records.num_images,
+        "skipped_images": list(evaluation.timing.skipped_ids),
         "num_detections": int(evaluation.records.det_labels.size),
         "images_per_second": evaluation.timing.images_per_second,
         "inference_seconds": evaluation.timing.seconds,
