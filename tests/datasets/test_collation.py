@@ -94,7 +94,7 @@ def _first(items):
     return items[0]
 
 
-def test_worker_init_fn_uses_one_thread_and_seeds_numpy_differently_per_worker():
+def test_worker_init_fn_uses_one_torch_thread_and_seeds_numpy_differently_per_worker():
     loader = DataLoader(_Probe(), batch_size=1, num_workers=2, worker_init_fn=worker_init_fn,
                         collate_fn=_first)
     results = list(loader)
@@ -122,3 +122,18 @@ def test_real_match_prior_batches_images_without_objects_without_nan(shapes_root
     assert len(empty_images) == 3 and (labels[empty_images] == 0).all()
     # The crop always keeps an object, and MatchPrior gives every object its best prior.
     assert int((labels.max(dim=1).values > 0).sum()) == len(dataset) - 3
+
+
+def test_workers_start_after_the_parent_used_opencv_threads():
+    """cv2.setNumThreads in a forked worker could deadlock once the parent had used OpenCV's pool;
+    worker_init_fn must not trigger that (this hung the suite when it did, about 1 run in 10)."""
+    import cv2
+
+    big = np.zeros((1500, 1500, 3), np.uint8)
+    for _ in range(3):
+        cv2.resize(big, (700, 700))
+        cv2.cvtColor(big, cv2.COLOR_RGB2HSV)
+    for _ in range(3):
+        loader = DataLoader(_Probe(), batch_size=1, num_workers=2, worker_init_fn=worker_init_fn,
+                            collate_fn=_first, timeout=30)
+        assert len(list(loader)) == 2
