@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -179,7 +180,10 @@ def test_ddp_on_two_cpu_processes_equals_one_process_on_the_combined_batch(tmp_p
     single, double = tmp_path / "single", tmp_path / "double"
     assert train_main(common + ["--batch_size", "4", "--checkpoint_folder", str(single), "--resume", str(initial)]) == 0
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    with socket.socket() as probe:  # a free port, so parallel runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
                              str(REPO_ROOT / "train_ssd.py")] + common
                             + ["--batch_size", "2", "--checkpoint_folder", str(double), "--resume", str(initial)],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
