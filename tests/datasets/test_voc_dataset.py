@@ -95,7 +95,7 @@ def test_label_file_argument_overrides_root_labels(voc_root, tmp_path):
 def test_bad_label_lists_are_errors_naming_the_file():
     with pytest.raises(DatasetError, match="labels.txt.*twice"):
         parse_class_names("cat,Cat", source="labels.txt")
-    with pytest.raises(DatasetError, match="background must be class 0"):
+    with pytest.raises(DatasetError, match="BACKGROUND may only come first"):
         parse_class_names("cat\nBACKGROUND", source="labels.txt")
 
 
