@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.original_predictor import original_predict  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
 from vision.datasets.voc_dataset import VOCDataset  # noqa: E402
-from vision.evaluation import evaluate, write_outputs  # noqa: E402
+from vision.evaluation import default_batch_size, evaluate, write_outputs  # noqa: E402
 from vision.evaluation.inference import EVAL_PROB_THRESHOLD  # noqa: E402
 from vision.ssd.registry import create_net, create_predictor  # noqa: E402
 from vision.utils.reference_weights import load_deterministic_weights  # noqa: E402
@@ -106,7 +106,7 @@ def main(argv=None) -> None:
     parser.add_argument("--nets", nargs="+", default=["mb1-ssd", "mb2-ssd-lite"])
     parser.add_argument("--devices", nargs="+", default=None,
                         help="default: cpu, and cuda when available")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=None, help="default: eval_ssd.py's (32 GPU, 4 CPU)")
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--baseline_images", type=int, default=40,
                         help="images for the original loop (0: skip it)")
@@ -132,7 +132,7 @@ def main(argv=None) -> None:
                     rows.append((net_type, device_name, "original loop (1 image, Python NMS), load + predict",
                                  args.baseline_images, seconds, baseline_rate, per_image))
                 configurations = [] if args.skip_sequential else [(1, 0, False)]
-                configurations.append((args.batch_size, args.num_workers, True))
+                configurations.append((args.batch_size or default_batch_size(device), args.num_workers, True))
                 for batch_size, num_workers, with_files in configurations:
                     eval_dir = Path(scratch) / f"eval-{net_type}-{device_name}" if with_files else None
                     seconds, write_seconds, evaluation = time_evaluation(
@@ -153,9 +153,11 @@ def main(argv=None) -> None:
                         rows[index] = rows[index][:7] + (rows[index][5] / baseline_rate,)
                 print(f"done {net_type} on {device_name}", file=sys.stderr)
 
+    load_average = " / ".join(f"{value:.2f}" for value in os.getloadavg())
     lines = [
         f"Machine: {'; '.join(sorted({machine_description(torch.device(d)) for d in devices}))}; "
-        f"torch {torch.__version__}; {args.num_images} synthetic 500x375 images, 21 classes, deterministic weights.",
+        f"torch {torch.__version__}; {args.num_images} synthetic 500x375 images, 21 classes, deterministic weights; "
+        f"load average at the end (1/5/15 min): {load_average}.",
         "",
         "| net | device | pipeline | images | seconds | images/s | speed-up vs original | detections/image |",
         "|---|---|---|---:|---:|---:|---:|---:|",

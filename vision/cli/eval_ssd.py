@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vision.evaluation import METRICS, evaluate, write_outputs
+from vision.evaluation import METRICS, default_batch_size, evaluate, write_outputs
 from vision.evaluation.data import DATASET_TYPES, open_dataset, read_label_file
 
 TRUE_WORDS = ("true", "yes", "y", "1", "on")
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_dir", default="eval_results", type=str,
                         help="The directory to store evaluation results.")
     parser.add_argument("--mb2_width_mult", default=1.0, type=float, help="Width Multiplifier for MobilenetV2")
-    parser.add_argument("--batch_size", default=32, type=int, help="Images per predict_batch call.")
+    parser.add_argument("--batch_size", default=None, type=int,
+                        help="Images per predict_batch call (default: 32 on a GPU, 4 on a CPU).")
     parser.add_argument("--num_workers", default=min(4, os.cpu_count() or 1), type=int,
                         help="Data-loading worker processes (0: load in the main process).")
     parser.add_argument("--device", default=None, type=str,
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from vision.ssd.registry import create_net, create_predictor
 
     device = choose_device(args.device, args.use_cuda)
+    batch_size = args.batch_size or default_batch_size(device)
     dataset = open_dataset(args.dataset_type, args.dataset)
     if args.label_file:
         class_names = read_label_file(args.label_file)
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         metric=args.metric,
         iou_threshold=args.iou_threshold,
         use_2007_metric=args.use_2007_metric,
-        batch_size=args.batch_size,
+        batch_size=batch_size,
         num_workers=args.num_workers,
     )
     settings = {
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "iou_threshold": args.iou_threshold,
         "nms_method": args.nms_method,
         "device": str(device),
-        "batch_size": args.batch_size,
+        "batch_size": batch_size,
         "num_workers": args.num_workers,
     }
     write_outputs(args.eval_dir, evaluation, settings)

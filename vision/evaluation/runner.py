@@ -17,6 +17,12 @@ from vision.evaluation.voc import VOCResult, score_voc
 METRICS = ("voc", "coco")
 
 
+def default_batch_size(device) -> int:
+    """Images per predict_batch call: 32 on a GPU; 4 on a CPU, where larger batches run slower per image
+    (their activations no longer fit in cache, and every call maps fresh memory for them)."""
+    return 32 if getattr(device, "type", str(device)).startswith("cuda") else 4
+
+
 @dataclass
 class Evaluation:
     """What :func:`evaluate` found. voc is set for metric "voc", coco for metric "coco"."""
@@ -75,7 +81,7 @@ def evaluate(
     metric: str = "voc",
     iou_threshold: float = 0.5,
     use_2007_metric: bool = True,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     num_workers: int = 2,
     prob_threshold: float = EVAL_PROB_THRESHOLD,
     progress: bool = True,
@@ -84,9 +90,12 @@ def evaluate(
 
     predictor: ``predict_batch`` as :class:`vision.ssd.predictor.Predictor`; dataset: ``get_image``,
     ``get_annotation``, ``ids`` as VOCDataset; class_names: BACKGROUND first, indexed by the labels.
+    batch_size: None for :func:`default_batch_size` of the predictor's device.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if batch_size is None:
+        batch_size = default_batch_size(getattr(predictor, "device", "cpu"))
     collector = RecordCollector()
     loader = make_loader(dataset, batch_size=batch_size, num_workers=num_workers)
     timing = run_inference(predictor, loader, collector, prob_threshold=prob_threshold, progress=progress,
