@@ -140,3 +140,29 @@ def test_training_mode_net_is_exported_in_test_mode_and_left_as_it_was(tmp_path)
     export_onnx(net, "sq-ssd-lite", CLASS_NAMES, tmp_path / "sq.onnx")
     assert net.is_test is False and net.training
     assert check_onnxruntime(str(tmp_path / "sq.onnx"), net, images=sample_images(1)).ok
+
+
+class _WrongDnn:
+    """Stands for an OpenCV that misreads a graph: it runs, but returns 36 priors instead of 3000
+    (what OpenCV 5.0 does with dynamo exports of mb3-*-ssd-lite)."""
+
+    def setInput(self, blob, name):
+        pass
+
+    def forward(self, names):
+        return [np.zeros((1, 36, 3), np.float32), np.zeros((1, 36, 4), np.float32)]
+
+
+def test_opencv_that_cannot_run_or_misreads_the_file_is_a_failed_check_not_an_exception(monkeypatch):
+    path = exported_model("mb1-ssd", False)
+    metadata = read_metadata(path)
+    monkeypatch.setattr(cv2.dnn, "readNetFromONNX", lambda p: _WrongDnn())
+    result = check_opencv_dnn(str(path), cached_net("mb1-ssd"), metadata)
+    assert not result.ok and "returns scores (1, 36, 3)" in result.message
+
+    def unsupported(p):
+        raise cv2.error("OpenCV(5.0.0) reshape_layer.cpp:1: error: (-215:Assertion failed) unsupported in function 'x'")
+
+    monkeypatch.setattr(cv2.dnn, "readNetFromONNX", unsupported)
+    result = check_opencv_dnn(str(path), cached_net("mb1-ssd"), metadata)
+    assert not result.ok and "cannot run the file" in result.message and "Assertion failed" in result.message

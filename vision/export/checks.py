@@ -134,14 +134,30 @@ def check_opencv_dnn(onnx_path: str, net: SSD, metadata: ModelMetadata, toleranc
     batch = ((resized.astype(np.float32) - mean) / np.float32(metadata.image_std)).transpose(2, 0, 1)[None].copy()
     expected = pytorch_outputs(net, batch)
     try:
-        dnn = cv2.dnn.readNetFromONNX(onnx_path)
-        dnn.setInput(batch, metadata.input_name)
-        outputs = dnn.forward(list(metadata.output_names))
+        with _quiet_opencv():  # its warnings repeat what the result line says
+            dnn = cv2.dnn.readNetFromONNX(onnx_path)
+            dnn.setInput(batch, metadata.input_name)
+            outputs = dnn.forward(list(metadata.output_names))
     except cv2.error as error:
         reason = next((line.strip() for line in str(error).splitlines() if "error:" in line), str(error).strip())
         return CheckResult(f"OpenCV DNN {cv2.__version__}", False, f"cannot run the file ({reason[:200]})")
-    outputs = [np.asarray(output).reshape(reference.shape) for output, reference in zip(outputs, expected)]
+    outputs = [np.asarray(output) for output in outputs]
+    if [output.size for output in outputs] != [reference.size for reference in expected]:
+        shapes = ", ".join(f"{name} {tuple(output.shape)}" for name, output in zip(metadata.output_names, outputs))
+        wanted = ", ".join(str(tuple(reference.shape)) for reference in expected)
+        return CheckResult(f"OpenCV DNN {cv2.__version__}", False, f"runs the file but returns {shapes}, not {wanted}")
+    outputs = [output.reshape(reference.shape) for output, reference in zip(outputs, expected)]
     return _compare(f"OpenCV DNN {cv2.__version__}", outputs, expected, tolerance, "on a test image")
+
+
+@contextlib.contextmanager
+def _quiet_opencv():
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
 
 
 def check_postprocess(onnx_path: str, net: SSD, net_type: str, images: Optional[Sequence[np.ndarray]] = None,
