@@ -108,7 +108,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                    "--output", str(detections)])
     if importlib.util.find_spec("vision.cli.convert_to_caffe2_models") is not None:
         banner("5. export to ONNX and check it")
-        run_cli("vision.cli.convert_to_caffe2_models", [NET, str(model), str(labels), "--output", str(output / f"{NET}.onnx")])
+        onnx_model = output / f"{NET}.onnx"
+        run_cli("vision.cli.convert_to_caffe2_models", [NET, str(model), str(labels), "--output", str(onnx_model)])
+        banner("5b. the exported model in ONNX Runtime (no PyTorch), and a graph with NMS built in")
+        run_cli("vision.cli.run_ssd_example", [NET, str(onnx_model), str(labels), str(test_image), "--backend", "onnx",
+                                               "--output", str(detections / f"{test_image.stem}_onnx.jpg"),
+                                               "--json", str(output / "detections_onnx.json")])
+        run_cli("vision.cli.convert_to_caffe2_models", [NET, str(model), str(labels), "--with_postprocess", "--dynamic_batch",
+                                                        "--output", str(output / f"{NET}-nms.onnx")])
 
     banner("6. predictor timings (CPU)")
     photos = sorted(Path(p) for p in glob.glob(str(REFERENCE_IMAGES / "*.jpg"))) or [test_image]
@@ -117,7 +124,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     banner("where everything went")
     for label, path in [("synthetic data set", data), ("checkpoints and labels.txt", checkpoints), ("trained model", model),
                         ("evaluation (det_test_*.txt, summary.json, PR plots)", eval_dir),
-                        ("images with detections", detections), ("ONNX model", output / f"{NET}.onnx")]:
+                        ("images with detections", detections), ("ONNX model (+ .json, .labels.txt)", output / f"{NET}.onnx"),
+                        ("ONNX model with NMS in the graph", output / f"{NET}-nms.onnx"),
+                        ("detections from ONNX Runtime (JSON)", output / "detections_onnx.json")]:
         if Path(path).exists():
             print(f"{label}: {path}")
     return 0
