@@ -8,8 +8,9 @@ without ground truth, so prediction and NMS cost what they cost on VOC) and the 
 
 Rows, per net and device:
 - original loop: the original eval_ssd.py's way, one image at a time: dataset.get_image, then the
-  original Predictor.predict (per-class Python NMS loop, benchmarks/original_predictor.py); timed on the
-  first --baseline_images images, load + predict only (its scoring, slower still, is not counted);
+  original Predictor.predict (per-class Python NMS loop, benchmarks/original_predictor.py); timed on
+  --baseline_images images, half before and half after the other rows (a shared machine's load then
+  weighs on both sides alike), load + predict only (its scoring, slower still, is not counted);
 - eval, batch 1, no workers: this project's pipeline without batching or loading workers;
 - eval, batch B, W workers: as eval_ssd.py runs (load, predict, score);
 - + files: the same plus writing det_test_<class>.txt, summary.json and PR plots, as eval_ssd.py does.
@@ -63,14 +64,16 @@ def class_names_for(dataset: VOCDataset) -> list[str]:
     return names + [f"unused_{index}" for index in range(len(names), NUM_CLASSES)]
 
 
-def time_original_loop(predictor, dataset, num_images: int) -> tuple[float, float]:
-    """Seconds for the original eval's per-image loop (get_image + original predict) over the first
-    num_images images, and the detections per image it gave."""
-    original_predict(predictor, dataset.get_image(0), prob_threshold=EVAL_PROB_THRESHOLD)  # warm-up
+def time_original_loop(predictor, dataset, num_images: int, first: int = 0) -> tuple[float, float]:
+    """Seconds for the original eval's per-image loop (get_image + original predict) over images
+    first..first+num_images-1, and the detections per image it gave."""
+    if num_images <= 0:
+        return 0.0, 0.0
+    original_predict(predictor, dataset.get_image(first), prob_threshold=EVAL_PROB_THRESHOLD)  # warm-up
     _sync(predictor.device)
     detections = 0
     start = time.perf_counter()
-    for index in range(num_images):
+    for index in range(first, first + num_images):
         image = dataset.get_image(index)
         boxes, labels, probs = original_predict(predictor, image, prob_threshold=EVAL_PROB_THRESHOLD)
         detections += len(labels)
@@ -93,10 +96,20 @@ def time_evaluation(predictor, dataset, class_names, batch_size: int, num_worker
     return evaluated - start, time.perf_counter() - evaluated, evaluation
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_description(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, {os.cpu_count()} CPU cores"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.get_num_threads()} threads"
+        return f"{torch.cuda.get_device_name(device)} with {cpu_model()}, {os.cpu_count()} CPU cores"
+    return f"{cpu_model()}, {os.cpu_count()} CPU cores, torch {torch.get_num_threads()} threads"
 
 
 def main(argv=None) -> None:
@@ -125,32 +138,42 @@ def main(argv=None) -> None:
             for net_type in args.nets:
                 net = load_deterministic_weights(create_net(net_type, NUM_CLASSES, is_test=True)).eval()
                 predictor = create_predictor(net_type, net.to(device), device=device)
-                baseline_rate = None
+                # The original loop runs before and after this project's runs (half the images each),
+                # so that a change of load on a shared machine touches both sides alike.
+                half = (args.baseline_images + 1) // 2
+                baseline_seconds, baseline_detections = 0.0, 0.0
                 if args.baseline_images:
-                    seconds, per_image = time_original_loop(predictor, dataset, args.baseline_images)
-                    baseline_rate = args.baseline_images / seconds
-                    rows.append((net_type, device_name, "original loop (1 image, Python NMS), load + predict",
-                                 args.baseline_images, seconds, baseline_rate, per_image))
+                    seconds, per_image = time_original_loop(predictor, dataset, half, first=0)
+                    baseline_seconds, baseline_detections = seconds, per_image * half
                 configurations = [] if args.skip_sequential else [(1, 0, False)]
                 configurations.append((args.batch_size or default_batch_size(device), args.num_workers, True))
+                net_rows = []
                 for batch_size, num_workers, with_files in configurations:
                     eval_dir = Path(scratch) / f"eval-{net_type}-{device_name}" if with_files else None
                     seconds, write_seconds, evaluation = time_evaluation(
                         predictor, dataset, class_names, batch_size, num_workers, eval_dir)
                     per_image = evaluation.records.det_labels.size / evaluation.records.num_images
                     label = f"eval, batch {batch_size}, {num_workers} workers: load + predict + score"
-                    rows.append((net_type, device_name, label, args.num_images, seconds,
-                                 args.num_images / seconds, per_image))
+                    net_rows.append((net_type, device_name, label, args.num_images, seconds,
+                                     args.num_images / seconds, per_image))
                     print(f"{net_type} {device_name} batch {batch_size} workers {num_workers}: inference "
                           f"{evaluation.timing.seconds:.1f} s, scoring {evaluation.scoring_seconds:.2f} s, "
                           f"mAP {evaluation.mean_ap:.4f}", file=sys.stderr)
                     if write_seconds is not None:
-                        rows.append((net_type, device_name, "  + writing det files, JSON, PR plots",
-                                     args.num_images, seconds + write_seconds,
-                                     args.num_images / (seconds + write_seconds), per_image))
-                for index in range(len(rows)):
-                    if rows[index][0] == net_type and rows[index][1] == device_name and baseline_rate:
-                        rows[index] = rows[index][:7] + (rows[index][5] / baseline_rate,)
+                        net_rows.append((net_type, device_name, "  + writing det files, JSON, PR plots",
+                                         args.num_images, seconds + write_seconds,
+                                         args.num_images / (seconds + write_seconds), per_image))
+                if args.baseline_images:
+                    rest = args.baseline_images - half
+                    seconds, per_image = time_original_loop(predictor, dataset, rest, first=half)
+                    baseline_seconds += seconds
+                    baseline_detections += per_image * rest
+                    baseline_rate = args.baseline_images / baseline_seconds
+                    rows.append((net_type, device_name, "original loop (1 image, Python NMS), load + predict",
+                                 args.baseline_images, baseline_seconds, baseline_rate,
+                                 baseline_detections / args.baseline_images, 1.0))
+                    net_rows = [row + (row[5] / baseline_rate,) for row in net_rows]
+                rows.extend(net_rows)
                 print(f"done {net_type} on {device_name}", file=sys.stderr)
 
     load_average = " / ".join(f"{value:.2f}" for value in os.getloadavg())
