@@ -16,6 +16,8 @@ import os
 import sys
 from typing import List, Optional
 
+from vision.cli.errors import run_reporting_errors
+
 DEFAULT_OUTPUT = os.path.join("models", "{net}.onnx")
 
 
@@ -43,12 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return convert(args)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return run_reporting_errors(convert, build_parser().parse_args(argv))
 
 
 def convert(args: argparse.Namespace) -> int:

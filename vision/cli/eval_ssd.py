@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from vision.cli.errors import run_reporting_errors
 from vision.evaluation import METRICS, default_batch_size, evaluate, write_outputs
 from vision.evaluation.data import DATASET_TYPES, open_dataset, read_label_file
 
@@ -72,7 +73,10 @@ def choose_device(device: str | None, use_cuda: bool) -> torch.device:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_reporting_errors(evaluate_model, build_parser().parse_args(argv))
+
+
+def evaluate_model(args: argparse.Namespace) -> int:
     from vision.ssd.registry import create_net, create_predictor
 
     device = choose_device(args.device, args.use_cuda)

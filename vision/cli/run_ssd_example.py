@@ -24,6 +24,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from vision.cli.errors import run_reporting_errors
 from vision.utils.drawing import draw_detections
 from vision.utils.labels import read_label_file
 
@@ -171,12 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return run_reporting_errors(run, build_parser().parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,11 +1,11 @@
 """Reading images for the datasets: RGB uint8 numpy, with corrupt files detected rather than half-read."""
 from pathlib import Path
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from .errors import BadImageError
+from .errors import BadImageError, warn_bad_data
 
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
@@ -50,3 +50,20 @@ def read_image_size(path) -> Tuple[int, int]:
     except (OSError, UnidentifiedImageError) as error:
         raise BadImageError(f"cannot read the size of image {path}: {error}") from error
     return width, height
+
+
+def read_or_skip(read: Callable[[str], np.ndarray], image_id: str) -> Optional[np.ndarray]:
+    """``read(image_id)``, or None with a BadDataWarning naming the file when it cannot be read."""
+    try:
+        return read(image_id)
+    except BadImageError as error:
+        warn_bad_data(f"skipping image {image_id}: {error}")
+        return None
+
+
+def transform_image(transform, image: Optional[np.ndarray]):
+    """A dataset's ``transform`` applied to an image alone (``get_image``); None stays None."""
+    if transform is None or image is None:
+        return image
+    result = transform(image)
+    return result[0] if isinstance(result, tuple) else result

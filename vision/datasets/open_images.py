@@ -10,7 +10,7 @@ from typing import List
 import numpy as np
 
 from .errors import BadImageError, DatasetError, warn_bad_data
-from .images import read_image_size, read_rgb_image
+from .images import read_image_size, read_or_skip, read_rgb_image, transform_image
 from .labels import BACKGROUND, read_class_names
 from ..transforms.box_ops import clip_boxes, valid_box_mask
 
@@ -146,10 +146,8 @@ class OpenImagesDataset:
 
     def __getitem__(self, index):
         image_id = self.ids[index]
-        try:
-            image = self._read_image(image_id)
-        except BadImageError as error:
-            warn_bad_data(f"skipping image {image_id}: {error}")
+        image = read_or_skip(self._read_image, image_id)
+        if image is None:
             return None
         boxes, labels = self._relative_annotation(index)
         height, width = image.shape[:2]
@@ -164,16 +162,7 @@ class OpenImagesDataset:
         """The image of sample `index` after `transform` (called with the image alone), or None with a
         BadDataWarning for an unreadable image."""
         image_id = self.ids[index]
-        try:
-            image = self._read_image(image_id)
-        except BadImageError as error:
-            warn_bad_data(f"skipping image {image_id}: {error}")
-            return None
-        if self.transform:
-            image = self.transform(image)
-            if isinstance(image, tuple):
-                image = image[0]
-        return image
+        return transform_image(self.transform, read_or_skip(self._read_image, image_id))
 
     def get_annotation(self, index):
         """(image_id, (boxes float32 (n, 4) pixel corners, labels int64 (n,), is_difficult uint8 zeros (n,))).

@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from .errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data  # noqa: F401 (re-export)
-from .images import read_rgb_image
+from .images import read_or_skip, read_rgb_image, transform_image
 from .labels import VOC_CLASS_NAMES, read_class_names
 from ..transforms.box_ops import clip_boxes, valid_box_mask
 
@@ -172,10 +172,8 @@ class VOCDataset:
         if annotation is None:
             warn_bad_data(f"skipping image {image_id}: annotation {self._annotation_path(image_id)} is malformed")
             return None
-        try:
-            image = self._read_image(image_id)
-        except BadImageError as error:
-            warn_bad_data(f"skipping image {image_id}: {error}")
+        image = read_or_skip(self._read_image, image_id)
+        if image is None:
             return None
         keep = slice(None) if self.keep_difficult else annotation.is_difficult == 0
         boxes, labels = annotation.boxes[keep].copy(), annotation.labels[keep].copy()
@@ -199,16 +197,7 @@ class VOCDataset:
         if self._annotations[image_id] is None:
             warn_bad_data(f"skipping image {image_id}: annotation {self._annotation_path(image_id)} is malformed")
             return None
-        try:
-            image = self._read_image(image_id)
-        except BadImageError as error:
-            warn_bad_data(f"skipping image {image_id}: {error}")
-            return None
-        if self.transform:
-            image = self.transform(image)
-            if isinstance(image, tuple):
-                image = image[0]
-        return image
+        return transform_image(self.transform, read_or_skip(self._read_image, image_id))
 
     def get_annotation(self, index):
         """(image_id, (boxes float32 (n, 4) 0-based pixel corners, labels int64 (n,), is_difficult uint8

@@ -1,7 +1,6 @@
 """mb2-ssd-lite: SSD-Lite on MobileNetV2 (Sandler et al.), as the original toolkit builds it."""
 from __future__ import annotations
 
-from functools import partial
 from typing import Optional
 
 import torch

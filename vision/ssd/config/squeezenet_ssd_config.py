@@ -1,22 +1,10 @@
-"""Prior boxes and preprocessing of sq-ssd-lite (SqueezeNet 1.1 gives a 17x17 first feature map)."""
-import numpy as np
-
+"""Prior boxes and preprocessing of sq-ssd-lite: the MobileNet configuration, except that SqueezeNet 1.1
+gives a 17x17 first feature map."""
+from vision.ssd.config.mobilenetv1_ssd_config import (center_variance, image_mean, image_size, image_std,  # noqa: F401
+                                                      iou_threshold, size_variance)
+from vision.ssd.config.mobilenetv1_ssd_config import specs as _mobilenet_specs
 from vision.utils.box_utils import SSDBoxSizes, SSDSpec, generate_ssd_priors
 
-image_size = 300
-image_mean = np.array([127, 127, 127])  # RGB
-image_std = 128.0
-iou_threshold = 0.45
-center_variance = 0.1
-size_variance = 0.2
-
-specs = [
-    SSDSpec(17, 16, SSDBoxSizes(60, 105), [2, 3]),
-    SSDSpec(10, 32, SSDBoxSizes(105, 150), [2, 3]),
-    SSDSpec(5, 64, SSDBoxSizes(150, 195), [2, 3]),
-    SSDSpec(3, 100, SSDBoxSizes(195, 240), [2, 3]),
-    SSDSpec(2, 150, SSDBoxSizes(240, 285), [2, 3]),
-    SSDSpec(1, 300, SSDBoxSizes(285, 330), [2, 3]),
-]
+specs = [SSDSpec(17, 16, SSDBoxSizes(60, 105), [2, 3])] + _mobilenet_specs[1:]
 
 priors = generate_ssd_priors(specs, image_size)
