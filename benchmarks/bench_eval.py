@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.original_predictor import original_predict  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
 from vision.datasets.voc_dataset import VOCDataset  # noqa: E402
-from vision.evaluation import default_batch_size, evaluate, write_outputs  # noqa: E402
+from vision.evaluation import default_batch_size, default_num_workers, evaluate, write_outputs  # noqa: E402
 from vision.evaluation.inference import EVAL_PROB_THRESHOLD  # noqa: E402
 from vision.ssd.registry import create_net, create_predictor  # noqa: E402
 from vision.utils.reference_weights import load_deterministic_weights  # noqa: E402
@@ -120,7 +120,7 @@ def main(argv=None) -> None:
     parser.add_argument("--devices", nargs="+", default=None,
                         help="default: cpu, and cuda when available")
     parser.add_argument("--batch_size", type=int, default=None, help="default: eval_ssd.py's (32 GPU, 4 CPU)")
-    parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--num_workers", type=int, default=None, help="default: eval_ssd.py's (GPU 4, CPU 0)")
     parser.add_argument("--baseline_images", type=int, default=40,
                         help="images for the original loop (0: skip it)")
     parser.add_argument("--skip_sequential", action="store_true", help="leave out the batch-1, no-worker row")
@@ -146,7 +146,8 @@ def main(argv=None) -> None:
                     seconds, per_image = time_original_loop(predictor, dataset, half, first=0)
                     baseline_seconds, baseline_detections = seconds, per_image * half
                 configurations = [] if args.skip_sequential else [(1, 0, False)]
-                configurations.append((args.batch_size or default_batch_size(device), args.num_workers, True))
+                num_workers = default_num_workers(device) if args.num_workers is None else args.num_workers
+                configurations.append((args.batch_size or default_batch_size(device), num_workers, True))
                 net_rows = []
                 for batch_size, num_workers, with_files in configurations:
                     eval_dir = Path(scratch) / f"eval-{net_type}-{device_name}" if with_files else None

@@ -8,14 +8,13 @@ det_test_<class>.txt files, summary.json and PR plots to ``--eval_dir``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from vision.cli.errors import run_reporting_errors
-from vision.evaluation import METRICS, default_batch_size, evaluate, write_outputs
+from vision.evaluation import METRICS, default_batch_size, default_num_workers, evaluate, write_outputs
 from vision.evaluation.data import DATASET_TYPES, open_dataset, read_label_file
 
 TRUE_WORDS = ("true", "yes", "y", "1", "on")
@@ -56,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mb2_width_mult", default=1.0, type=float, help="Width Multiplifier for MobilenetV2")
     parser.add_argument("--batch_size", default=None, type=int,
                         help="Images per predict_batch call (default: 32 on a GPU, 4 on a CPU).")
-    parser.add_argument("--num_workers", default=min(4, os.cpu_count() or 1), type=int,
-                        help="Data-loading worker processes (0: load in the main process).")
+    parser.add_argument("--num_workers", default=None, type=int,
+                        help="Data-loading worker processes, 0: load in the main process "
+                             "(default: min(4, CPU cores) on a GPU, 0 on a CPU).")
     parser.add_argument("--device", default=None, type=str,
                         help="Torch device (cpu, cuda, cuda:1, ...); default: cuda:0 if available and --use_cuda.")
     parser.add_argument("--metric", default="voc", choices=METRICS,
@@ -81,6 +81,7 @@ def evaluate_model(args: argparse.Namespace) -> int:
 
     device = choose_device(args.device, args.use_cuda)
     batch_size = args.batch_size or default_batch_size(device)
+    num_workers = default_num_workers(device) if args.num_workers is None else args.num_workers
     dataset = open_dataset(args.dataset_type, args.dataset)
     if args.label_file:
         class_names = read_label_file(args.label_file)
@@ -104,7 +105,7 @@ def evaluate_model(args: argparse.Namespace) -> int:
         iou_threshold=args.iou_threshold,
         use_2007_metric=args.use_2007_metric,
         batch_size=batch_size,
-        num_workers=args.num_workers,
+        num_workers=num_workers,
     )
     settings = {
         "net": args.net,
@@ -116,7 +117,7 @@ def evaluate_model(args: argparse.Namespace) -> int:
         "nms_method": args.nms_method,
         "device": str(device),
         "batch_size": batch_size,
-        "num_workers": args.num_workers,
+        "num_workers": num_workers,
     }
     write_outputs(args.eval_dir, evaluation, settings)
     print(evaluation.table())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,18 @@ METRICS = ("voc", "coco")
 def default_batch_size(device) -> int:
     """Images per predict_batch call: 32 on a GPU; 4 on a CPU, where larger batches run slower per image
     (their activations no longer fit in cache, and every call maps fresh memory for them)."""
-    return 32 if getattr(device, "type", str(device)).startswith("cuda") else 4
+    return 32 if _is_cuda(device) else 4
+
+
+def default_num_workers(device) -> int:
+    """Loading workers: up to 4 when a GPU predicts; none on a CPU, where the forward pass already uses
+    every core and decoding (about 1.5 ms a 500x375 JPEG, 5 % of the time) is cheapest in line
+    (measured on 2 cores: 29 images/s without workers, 27 with 2)."""
+    return min(4, os.cpu_count() or 1) if _is_cuda(device) else 0
+
+
+def _is_cuda(device) -> bool:
+    return getattr(device, "type", str(device)).startswith("cuda")
 
 
 @dataclass
@@ -82,7 +94,7 @@ def evaluate(
     iou_threshold: float = 0.5,
     use_2007_metric: bool = True,
     batch_size: int | None = None,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     prob_threshold: float = EVAL_PROB_THRESHOLD,
     progress: bool = True,
 ) -> Evaluation:
@@ -90,12 +102,14 @@ def evaluate(
 
     predictor: ``predict_batch`` as :class:`vision.ssd.predictor.Predictor`; dataset: ``get_image``,
     ``get_annotation``, ``ids`` as VOCDataset; class_names: BACKGROUND first, indexed by the labels.
-    batch_size: None for :func:`default_batch_size` of the predictor's device.
+    batch_size, num_workers: None for :func:`default_batch_size` / :func:`default_num_workers` of the
+    predictor's device.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if batch_size is None:
-        batch_size = default_batch_size(getattr(predictor, "device", "cpu"))
+    device = getattr(predictor, "device", "cpu")
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
+    num_workers = default_num_workers(device) if num_workers is None else num_workers
     collector = RecordCollector()
     loader = make_loader(dataset, batch_size=batch_size, num_workers=num_workers)
     timing = run_inference(predictor, loader, collector, prob_threshold=prob_threshold, progress=progress,
