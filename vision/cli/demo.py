@@ -28,7 +28,8 @@ from vision.datasets.synthetic import generate_voc_dataset
 from vision.ssd.registry import create_net, create_predictor
 
 NET = "mb1-ssd-lite"
-REFERENCE_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "images"
+SHARED = Path(os.environ.get("SSD_SHARED_DIR", Path(__file__).resolve().parents[2].parent / "shared"))
+REFERENCE_IMAGES = SHARED / "reference" / "images"
 
 
 def banner(text: str) -> None:
