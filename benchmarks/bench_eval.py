@@ -8,12 +8,14 @@ without ground truth, so prediction and NMS cost what they cost on VOC) and the 
 
 Rows, per net and device:
 - original loop: the original eval_ssd.py's way, one image at a time: dataset.get_image, then the
-  original Predictor.predict (per-class Python NMS loop, benchmarks/original_predictor.py); timed on
-  --baseline_images images, half before and half after the other rows (a shared machine's load then
-  weighs on both sides alike), load + predict only (its scoring, slower still, is not counted);
-- eval, batch 1, no workers: this project's pipeline without batching or loading workers;
-- eval, batch B, W workers: as eval_ssd.py runs (load, predict, score);
+  original Predictor.predict (per-class Python NMS loop, benchmarks/original_predictor.py); load +
+  predict only (its scoring, slower still, is not counted), on --baseline_images of the images;
+- eval, batch 1, no workers: this project's pipeline without batching;
+- eval, batch B, W workers: as eval_ssd.py runs by default on that device (load, predict, score);
 - + files: the same plus writing det_test_<class>.txt, summary.json and PR plots, as eval_ssd.py does.
+
+The images are taken in chunks, and each chunk goes through every row in turn, so that a change of load
+on a shared machine weighs on all rows alike; the table gives the mean 1-minute load average seen.
 
     python benchmarks/bench_eval.py [--num_images 500] [--nets mb1-ssd mb2-ssd-lite] [--devices cpu cuda]
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -34,8 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.original_predictor import original_predict  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
 from vision.datasets.voc_dataset import VOCDataset  # noqa: E402
-from vision.evaluation import default_batch_size, default_num_workers, evaluate, write_outputs  # noqa: E402
-from vision.evaluation.inference import EVAL_PROB_THRESHOLD  # noqa: E402
+from vision.evaluation import default_batch_size, default_num_workers, score, write_outputs  # noqa: E402
+from vision.evaluation.data import make_loader  # noqa: E402
+from vision.evaluation.inference import EVAL_PROB_THRESHOLD, InferenceTiming, run_inference  # noqa: E402
+from vision.evaluation.records import RecordCollector  # noqa: E402
+from vision.evaluation.runner import Evaluation  # noqa: E402
 from vision.ssd.registry import create_net, create_predictor  # noqa: E402
 from vision.utils.reference_weights import load_deterministic_weights  # noqa: E402
 
@@ -64,36 +70,43 @@ def class_names_for(dataset: VOCDataset) -> list[str]:
     return names + [f"unused_{index}" for index in range(len(names), NUM_CLASSES)]
 
 
-def time_original_loop(predictor, dataset, num_images: int, first: int = 0) -> tuple[float, float]:
-    """Seconds for the original eval's per-image loop (get_image + original predict) over images
-    first..first+num_images-1, and the detections per image it gave."""
-    if num_images <= 0:
-        return 0.0, 0.0
-    original_predict(predictor, dataset.get_image(first), prob_threshold=EVAL_PROB_THRESHOLD)  # warm-up
-    _sync(predictor.device)
+class DatasetSlice:
+    """Images start..stop-1 of a data set, with the get_image / get_annotation / ids interface."""
+
+    def __init__(self, dataset, start: int, stop: int):
+        self.dataset, self.start = dataset, start
+        self.ids = dataset.ids[start:stop]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get_image(self, index):
+        return self.dataset.get_image(self.start + index)
+
+    def get_annotation(self, index):
+        return self.dataset.get_annotation(self.start + index)
+
+
+def original_loop(predictor, dataset, indices) -> tuple[float, int]:
+    """Seconds of the original eval's per-image loop (get_image + original predict), and detections."""
     detections = 0
+    _sync(predictor.device)
     start = time.perf_counter()
-    for index in range(first, first + num_images):
-        image = dataset.get_image(index)
-        boxes, labels, probs = original_predict(predictor, image, prob_threshold=EVAL_PROB_THRESHOLD)
+    for index in indices:
+        boxes, labels, probs = original_predict(predictor, dataset.get_image(index),
+                                                prob_threshold=EVAL_PROB_THRESHOLD)
         detections += len(labels)
     _sync(predictor.device)
-    return time.perf_counter() - start, detections / num_images
+    return time.perf_counter() - start, detections
 
 
-def time_evaluation(predictor, dataset, class_names, batch_size: int, num_workers: int, eval_dir: Path | None):
-    """(seconds for load + predict + score, seconds for writing the outputs or None, the Evaluation)."""
-    predictor.predict_batch([dataset.get_image(0)] * min(batch_size, 4), prob_threshold=EVAL_PROB_THRESHOLD)
+def inference_chunk(predictor, chunk, collector, batch_size: int, num_workers: int) -> float:
+    """Seconds to load and predict one chunk into the collector (this project's loop)."""
     _sync(predictor.device)
     start = time.perf_counter()
-    evaluation = evaluate(predictor, dataset, class_names, batch_size=batch_size, num_workers=num_workers,
-                          progress=False)
+    run_inference(predictor, make_loader(chunk, batch_size, num_workers), collector, progress=False)
     _sync(predictor.device)
-    evaluated = time.perf_counter()
-    if eval_dir is None:
-        return evaluated - start, None, evaluation
-    write_outputs(eval_dir, evaluation, {"benchmark": True})
-    return evaluated - start, time.perf_counter() - evaluated, evaluation
+    return time.perf_counter() - start
 
 
 def cpu_model() -> str:
@@ -112,86 +125,101 @@ def machine_description(device: torch.device) -> str:
     return f"{cpu_model()}, {os.cpu_count()} CPU cores, torch {torch.get_num_threads()} threads"
 
 
+def bench_net(net_type, device, dataset, class_names, args, scratch: Path, load_samples: list) -> list[tuple]:
+    """Table rows (label, images, seconds, detections per image) for one net on one device."""
+    net = load_deterministic_weights(create_net(net_type, NUM_CLASSES, is_test=True)).eval()
+    predictor = create_predictor(net_type, net.to(device), device=device)
+    batch_size = args.batch_size or default_batch_size(device)
+    num_workers = default_num_workers(device) if args.num_workers is None else args.num_workers
+    configurations = {"default": (batch_size, num_workers)}
+    if not args.skip_sequential:
+        configurations["sequential"] = (1, 0)
+    collectors = {name: RecordCollector() for name in configurations}
+    seconds = {name: 0.0 for name in configurations}
+    baseline_seconds, baseline_detections, baseline_images = 0.0, 0, 0
+
+    num_images = len(dataset)
+    chunk_starts = list(range(0, num_images, args.chunk))
+    baseline_per_chunk = -(-args.baseline_images // len(chunk_starts))  # ceiling
+    original_predict(predictor, dataset.get_image(0), prob_threshold=EVAL_PROB_THRESHOLD)  # warm-ups
+    predictor.predict_batch([dataset.get_image(0)] * batch_size, prob_threshold=EVAL_PROB_THRESHOLD)
+    for start in chunk_starts:
+        chunk = DatasetSlice(dataset, start, min(start + args.chunk, num_images))
+        for name, (chunk_batch, chunk_workers) in configurations.items():
+            seconds[name] += inference_chunk(predictor, chunk, collectors[name], chunk_batch, chunk_workers)
+        todo = min(baseline_per_chunk, args.baseline_images - baseline_images, len(chunk))
+        if todo > 0:
+            spent, found = original_loop(predictor, dataset, range(start, start + todo))
+            baseline_seconds, baseline_detections, baseline_images = (
+                baseline_seconds + spent, baseline_detections + found, baseline_images + todo)
+        load_samples.append(os.getloadavg()[0])
+        print(f"{net_type} {device}: {start + len(chunk)}/{num_images} images", file=sys.stderr)
+
+    rows = []
+    if baseline_images:
+        rows.append(("original loop (1 image, Python NMS): load + predict", baseline_images, baseline_seconds,
+                     baseline_detections / baseline_images))
+    for name in sorted(configurations, reverse=True):  # sequential first
+        chunk_batch, chunk_workers = configurations[name]
+        records = collectors[name].records()
+        start = time.perf_counter()
+        voc, coco = score(records, class_names)
+        scoring = time.perf_counter() - start
+        total = seconds[name] + scoring
+        per_image = records.det_labels.size / records.num_images
+        rows.append((f"eval, batch {chunk_batch}, {chunk_workers} workers: load + predict + score",
+                     records.num_images, total, per_image))
+        print(f"{net_type} {device} {name}: inference {seconds[name]:.1f} s, scoring {scoring:.2f} s, "
+              f"mAP {voc.mean_ap:.4f}", file=sys.stderr)
+        if name == "default":
+            evaluation = Evaluation(class_names, "voc", records, InferenceTiming(records.num_images, seconds[name]),
+                                    scoring, voc, coco)
+            start = time.perf_counter()
+            write_outputs(scratch / f"eval-{net_type}-{device.type}", evaluation, {"benchmark": True})
+            rows.append(("  + writing det files, JSON, PR plots", records.num_images,
+                         total + time.perf_counter() - start, per_image))
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_images", type=int, default=500)
     parser.add_argument("--root", type=Path, default=None, help="synthetic data folder (default: a temporary one)")
     parser.add_argument("--nets", nargs="+", default=["mb1-ssd", "mb2-ssd-lite"])
-    parser.add_argument("--devices", nargs="+", default=None,
-                        help="default: cpu, and cuda when available")
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     parser.add_argument("--batch_size", type=int, default=None, help="default: eval_ssd.py's (32 GPU, 4 CPU)")
     parser.add_argument("--num_workers", type=int, default=None, help="default: eval_ssd.py's (GPU 4, CPU 0)")
-    parser.add_argument("--baseline_images", type=int, default=40,
-                        help="images for the original loop (0: skip it)")
+    parser.add_argument("--baseline_images", type=int, default=40, help="images for the original loop (0: skip)")
+    parser.add_argument("--chunk", type=int, default=50, help="images per round of all rows")
     parser.add_argument("--skip_sequential", action="store_true", help="leave out the batch-1, no-worker row")
     parser.add_argument("--output", type=Path, default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
-    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-
+    devices = [torch.device(name) for name in (args.devices or (["cpu", "cuda"] if torch.cuda.is_available()
+                                                                 else ["cpu"]))]
+    lines = []
+    load_samples: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         root = args.root or Path(scratch) / "shapes"
         dataset = make_dataset(root, args.num_images)
         class_names = class_names_for(dataset)
-        rows = []
-        for device_name in devices:
-            device = torch.device(device_name)
+        for device in devices:
             for net_type in args.nets:
-                net = load_deterministic_weights(create_net(net_type, NUM_CLASSES, is_test=True)).eval()
-                predictor = create_predictor(net_type, net.to(device), device=device)
-                # The original loop runs before and after this project's runs (half the images each),
-                # so that a change of load on a shared machine touches both sides alike.
-                half = (args.baseline_images + 1) // 2
-                baseline_seconds, baseline_detections = 0.0, 0.0
-                if args.baseline_images:
-                    seconds, per_image = time_original_loop(predictor, dataset, half, first=0)
-                    baseline_seconds, baseline_detections = seconds, per_image * half
-                configurations = [] if args.skip_sequential else [(1, 0, False)]
-                num_workers = default_num_workers(device) if args.num_workers is None else args.num_workers
-                configurations.append((args.batch_size or default_batch_size(device), num_workers, True))
-                net_rows = []
-                for batch_size, num_workers, with_files in configurations:
-                    eval_dir = Path(scratch) / f"eval-{net_type}-{device_name}" if with_files else None
-                    seconds, write_seconds, evaluation = time_evaluation(
-                        predictor, dataset, class_names, batch_size, num_workers, eval_dir)
-                    per_image = evaluation.records.det_labels.size / evaluation.records.num_images
-                    label = f"eval, batch {batch_size}, {num_workers} workers: load + predict + score"
-                    net_rows.append((net_type, device_name, label, args.num_images, seconds,
-                                     args.num_images / seconds, per_image))
-                    print(f"{net_type} {device_name} batch {batch_size} workers {num_workers}: inference "
-                          f"{evaluation.timing.seconds:.1f} s, scoring {evaluation.scoring_seconds:.2f} s, "
-                          f"mAP {evaluation.mean_ap:.4f}", file=sys.stderr)
-                    if write_seconds is not None:
-                        net_rows.append((net_type, device_name, "  + writing det files, JSON, PR plots",
-                                         args.num_images, seconds + write_seconds,
-                                         args.num_images / (seconds + write_seconds), per_image))
-                if args.baseline_images:
-                    rest = args.baseline_images - half
-                    seconds, per_image = time_original_loop(predictor, dataset, rest, first=half)
-                    baseline_seconds += seconds
-                    baseline_detections += per_image * rest
-                    baseline_rate = args.baseline_images / baseline_seconds
-                    rows.append((net_type, device_name, "original loop (1 image, Python NMS), load + predict",
-                                 args.baseline_images, baseline_seconds, baseline_rate,
-                                 baseline_detections / args.baseline_images, 1.0))
-                    net_rows = [row + (row[5] / baseline_rate,) for row in net_rows]
-                rows.extend(net_rows)
-                print(f"done {net_type} on {device_name}", file=sys.stderr)
-
-    load_average = " / ".join(f"{value:.2f}" for value in os.getloadavg())
-    lines = [
-        f"Machine: {'; '.join(sorted({machine_description(torch.device(d)) for d in devices}))}; "
-        f"torch {torch.__version__}; {args.num_images} synthetic 500x375 images, 21 classes, deterministic weights; "
-        f"load average at the end (1/5/15 min): {load_average}.",
+                rows = bench_net(net_type, device, dataset, class_names, args, Path(scratch), load_samples)
+                baseline_rate = rows[0][1] / rows[0][2] if rows[0][0].startswith("original") else None
+                for label, images, seconds, per_image in rows:
+                    rate = images / seconds
+                    speedup = f"{rate / baseline_rate:.1f}x" if baseline_rate else "-"
+                    lines.append(f"| {net_type} | {device.type} | {label} | {images} | {seconds:.1f} | {rate:.2f} | "
+                                 f"{speedup} | {per_image:.0f} |")
+    header = [
+        f"Machine: {'; '.join(sorted({machine_description(device) for device in devices}))}; "
+        f"torch {torch.__version__}; {args.num_images} synthetic 500x375 images, 21 classes, deterministic "
+        f"weights; mean 1-minute load average during the run: {statistics.mean(load_samples):.2f}.",
         "",
         "| net | device | pipeline | images | seconds | images/s | speed-up vs original | detections/image |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        net_type, device_name, label, images, seconds, rate, per_image = row[:7]
-        speedup = f"{row[7]:.1f}x" if len(row) > 7 else "-"
-        lines.append(f"| {net_type} | {device_name} | {label} | {images} | {seconds:.1f} | {rate:.2f} | "
-                     f"{speedup} | {per_image:.0f} |")
-    table = "\n".join(lines)
+    table = "\n".join(header + lines)
     print(table)
     if args.output:
         args.output.write_text(table + "\n")
