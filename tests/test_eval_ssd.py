@@ -315,6 +315,9 @@ def test_eval_coco_metric_prints_the_three_figures(synthetic_voc, tmp_path, caps
     assert figures["COCO mAP@[.5:.95]"] == pytest.approx(mean_ap)
     assert mean_ap == pytest.approx(np.mean(list(per_class.values())))
     assert 0.0 <= figures["COCO mAP@.75"] <= figures["COCO mAP@.5"] <= 1.0
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["coco"]["mAP@.5"] == pytest.approx(figures["COCO mAP@.5"])
+    assert (summary["batch_size"], summary["num_workers"]) == (4, 0)  # the CPU defaults
 
 
 @pytest.mark.timeout(300)
