@@ -278,10 +278,15 @@ def test_eval_on_synthetic_voc_set_matches_rescoring_its_files(synthetic_voc, tm
 
     weights = _saved_weights(tmp_path, "mb1-ssd", 6)
     eval_dir = tmp_path / "eval"
+    # A model label file whose order differs from the data set's labels.txt: names must follow the model.
+    model_classes = ["ring", "star", "triangle", "square", "circle"]
+    label_file = tmp_path / "model-labels.txt"
+    label_file.write_text("BACKGROUND\n" + "\n".join(model_classes) + "\n")
     main(["--net", "mb1-ssd", "--trained_model", str(weights), "--dataset", str(synthetic_voc),
-          "--eval_dir", str(eval_dir), "--batch_size", "4", "--num_workers", "1", "--use_cuda", "false"])
+          "--label_file", str(label_file), "--eval_dir", str(eval_dir), "--batch_size", "4",
+          "--num_workers", "1", "--use_cuda", "false"])
     per_class, mean_ap = _parse_printout(capsys.readouterr().out)
-    assert list(per_class) == ["circle", "square", "triangle", "star", "ring"]
+    assert list(per_class) == model_classes
     assert mean_ap == pytest.approx(np.mean(list(per_class.values())))
 
     # The det_test files (1-based boxes) rescored against the XML give the printed APs.
@@ -295,6 +300,7 @@ def test_eval_on_synthetic_voc_set_matches_rescoring_its_files(synthetic_voc, tm
         boxes, difficult = ground_truth[name]
         assert printed == pytest.approx(voc_average_precision(boxes, difficult, detections), abs=1e-6)
         assert summary["per_class_ap"][name] == pytest.approx(printed)
+        assert summary["num_ground_truth"][name] == sum(int((~flags).sum()) for flags in difficult.values())
         assert (eval_dir / f"pr_{name}.png").stat().st_size > 0
     assert total_lines == summary["num_detections"] > 0
     assert summary["num_images"] == 10

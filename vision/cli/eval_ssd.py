@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", type=str, required=True,
                         help="The root directory of the VOC dataset or Open Images dataset.")
     parser.add_argument("--label_file", type=str,
-                        help="The label file path (BACKGROUND first); default: the data set's class names.")
+                        help="The label file path: the model's classes, BACKGROUND first, which also index the "
+                             "data set's labels; default: the data set's class names.")
     parser.add_argument("--use_cuda", type=str2bool, default=True)
     parser.add_argument("--use_2007_metric", type=str2bool, default=True,
                         help="VOC2007 11-point AP if true, else the area under the interpolated PR curve.")
@@ -82,15 +83,10 @@ def evaluate_model(args: argparse.Namespace) -> int:
     device = choose_device(args.device, args.use_cuda)
     batch_size = args.batch_size or default_batch_size(device)
     num_workers = default_num_workers(device) if args.num_workers is None else args.num_workers
-    dataset = open_dataset(args.dataset_type, args.dataset)
-    if args.label_file:
-        class_names = read_label_file(args.label_file)
-        dataset_names = list(getattr(dataset, "class_names", class_names))
-        if dataset_names != class_names:
-            print(f"warning: the label file's {len(class_names)} classes differ from the data set's "
-                  f"{len(dataset_names)}; labels are named after the label file", file=sys.stderr)
-    else:
-        class_names = list(dataset.class_names)
+    # With --label_file the data set indexes its labels by the model's classes (the original read both
+    # lists separately, and a different order silently scored the wrong classes).
+    dataset = open_dataset(args.dataset_type, args.dataset, args.label_file)
+    class_names = read_label_file(args.label_file) if args.label_file else list(dataset.class_names)
 
     net = create_net(args.net, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult)
     net.load(args.trained_model)
@@ -121,6 +117,9 @@ def evaluate_model(args: argparse.Namespace) -> int:
     }
     write_outputs(args.eval_dir, evaluation, settings)
     print(evaluation.table())
+    if evaluation.timing.skipped_ids:
+        print(f"warning: skipped {len(evaluation.timing.skipped_ids)} unreadable image(s), listed in "
+              f"{Path(args.eval_dir) / 'summary.json'}", file=sys.stderr)
     print(f"{evaluation.timing.num_images} images in {evaluation.timing.seconds:.1f} s "
           f"({evaluation.timing.images_per_second:.1f} images/s); results in {args.eval_dir}", file=sys.stderr)
     return 0

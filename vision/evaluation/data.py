@@ -34,20 +34,22 @@ class EvalSample:
     difficult: np.ndarray
 
 
-def open_dataset(dataset_type: str, root: str | Path):
+def open_dataset(dataset_type: str, root: str | Path, label_file: str | Path | None = None):
     """The test split of a VOC-layout or Open Images data set, without transforms (as the original).
 
     VOC: ``VOCDataset(root, is_test=True)`` (ImageSets/Main/test.txt, difficult boxes kept in the
-    annotations); Open Images: ``OpenImagesDataset(root, dataset_type="test")``.
+    annotations); Open Images: ``OpenImagesDataset(root, dataset_type="test")``. label_file: the model's
+    class names, so that the data set's label indices are the model's (default: the data set's own:
+    <root>/labels.txt or the 20 VOC classes; Open Images: the training CSV's classes).
     """
     if dataset_type == "voc":
         from vision.datasets.voc_dataset import VOCDataset
 
-        return VOCDataset(str(root), is_test=True)
+        return VOCDataset(str(root), is_test=True, label_file=label_file)
     if dataset_type == "open_images":
         from vision.datasets.open_images import OpenImagesDataset
 
-        return OpenImagesDataset(str(root), dataset_type="test")
+        return OpenImagesDataset(str(root), dataset_type="test", label_file=label_file)
     raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got {dataset_type!r}")
 
 
