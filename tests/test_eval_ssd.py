@@ -359,3 +359,43 @@ def test_eval_script_on_the_genuine_voc_sample(tmp_path):
         boxes, difficult = ground_truth[name]
         expected = voc_average_precision(boxes, difficult, detections, use_2007_metric=False)
         assert per_class[name] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.timeout(180)
+def test_open_images_layout_is_scored_by_the_same_protocol(synthetic_voc, tmp_path, capsys):
+    """The same images and boxes as an Open Images root (relative boxes in a CSV) give the same APs."""
+    import shutil
+
+    from vision.cli.eval_ssd import main
+
+    root = tmp_path / "open_images"
+    (root / "test").mkdir(parents=True)
+    rows = ["ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,ClassName"]
+    for image_id in (synthetic_voc / "ImageSets" / "Main" / "test.txt").read_text().split():
+        shutil.copy(synthetic_voc / "JPEGImages" / f"{image_id}.jpg", root / "test" / f"{image_id}.jpg")
+        tree = ElementTree.parse(synthetic_voc / "Annotations" / f"{image_id}.xml")
+        width, height = (float(tree.find("size").find(tag).text) for tag in ("width", "height"))
+        for obj in tree.findall("object"):
+            box = obj.find("bndbox")
+            x1, y1, x2, y2 = (float(box.find(tag).text) - 1.0 for tag in ("xmin", "ymin", "xmax", "ymax"))
+            rows.append(f"{image_id},synthetic,/m/0,1,{x1 / width!r},{x2 / width!r},{y1 / height!r},"
+                        f"{y2 / height!r},{obj.find('name').text}")
+    (root / "sub-test-annotations-bbox.csv").write_text("\n".join(rows) + "\n")
+    (root / "sub-train-annotations-bbox.csv").write_text("\n".join(rows) + "\n")
+
+    weights = _saved_weights(tmp_path, "mb1-ssd", 6)
+    label_file = tmp_path / "labels.txt"
+    label_file.write_text("BACKGROUND\ncircle\nsquare\ntriangle\nstar\nring\n")
+    results = []
+    for dataset_type, dataset in (("voc", synthetic_voc), ("open_images", root)):
+        main(["--net", "mb1-ssd", "--trained_model", str(weights), "--dataset_type", dataset_type,
+              "--dataset", str(dataset), "--label_file", str(label_file), "--eval_dir", str(tmp_path / dataset_type),
+              "--use_cuda", "false"])
+        results.append(_parse_printout(capsys.readouterr().out))
+    (voc_classes, voc_mean), (open_classes, open_mean) = results
+    assert list(open_classes) == list(voc_classes)
+    assert max(voc_classes.values()) > 0  # some matches, so the comparison means something
+    assert list(open_classes.values()) == pytest.approx(list(voc_classes.values()), abs=1e-6)
+    assert open_mean == pytest.approx(voc_mean, abs=1e-6)
+    assert (tmp_path / "open_images" / "det_test_circle.txt").read_text().split()[0] in \
+        (root / "sub-test-annotations-bbox.csv").read_text()
