@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from vision.cli.errors import run_reporting_errors
+from vision.utils.opencv_log import quiet_opencv
 from vision.cli.run_ssd_example import BACKENDS, Detector, load_detector
 from vision.utils.drawing import draw_detections, draw_status
 
@@ -43,15 +44,6 @@ class SourceError(OSError):
 
 
 # -- input --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def quiet_opencv():
-    """Silence OpenCV's own log while probing a source: our one-line error says what failed."""
-    previous = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(previous)
 
 
 def open_source(source: str, width: int = 1280, height: int = 720) -> Tuple[cv2.VideoCapture, str, bool]:

@@ -67,3 +67,13 @@ def transform_image(transform, image: Optional[np.ndarray]):
         return image
     result = transform(image)
     return result[0] if isinstance(result, tuple) else result
+
+
+def apply_transforms(transform, target_transform, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray):
+    """A dataset sample after its ``transform(image, boxes, labels)`` and ``target_transform(boxes, labels)``,
+    each skipped when None."""
+    if transform:
+        image, boxes, labels = transform(image, boxes, labels)
+    if target_transform:
+        boxes, labels = target_transform(boxes, labels)
+    return image, boxes, labels

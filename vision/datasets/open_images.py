@@ -10,7 +10,7 @@ from typing import List
 import numpy as np
 
 from .errors import BadImageError, DatasetError, warn_bad_data
-from .images import read_image_size, read_or_skip, read_rgb_image, transform_image
+from .images import apply_transforms, read_image_size, read_or_skip, read_rgb_image, transform_image
 from .labels import BACKGROUND, read_class_names
 from ..transforms.box_ops import clip_boxes, valid_box_mask
 
@@ -152,11 +152,7 @@ class OpenImagesDataset:
         boxes, labels = self._relative_annotation(index)
         height, width = image.shape[:2]
         boxes *= np.array([width, height, width, height], dtype=np.float32)
-        if self.transform:
-            image, boxes, labels = self.transform(image, boxes, labels)
-        if self.target_transform:
-            boxes, labels = self.target_transform(boxes, labels)
-        return image, boxes, labels
+        return apply_transforms(self.transform, self.target_transform, image, boxes, labels)
 
     def get_image(self, index):
         """The image of sample `index` after `transform` (called with the image alone), or None with a

@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from .errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data  # noqa: F401 (re-export)
-from .images import read_or_skip, read_rgb_image, transform_image
+from .images import apply_transforms, read_or_skip, read_rgb_image, transform_image
 from .labels import VOC_CLASS_NAMES, read_class_names
 from ..transforms.box_ops import clip_boxes, valid_box_mask
 
@@ -184,11 +184,7 @@ class VOCDataset:
             warn_bad_data(f"{self._annotation_path(image_id)}: dropped {int((~valid).sum())} box(es) that lie "
                           f"outside the {width}x{height} image")
             boxes, labels = boxes[valid], labels[valid]
-        if self.transform:
-            image, boxes, labels = self.transform(image, boxes, labels)
-        if self.target_transform:
-            boxes, labels = self.target_transform(boxes, labels)
-        return image, boxes, labels
+        return apply_transforms(self.transform, self.target_transform, image, boxes, labels)
 
     def get_image(self, index):
         """The image of sample `index` after `transform` (called with the image alone), or None with a

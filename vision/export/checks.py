@@ -19,6 +19,7 @@ import torch
 from vision.export.metadata import ModelMetadata
 from vision.ssd.onnx_predictor import OnnxPredictor
 from vision.ssd.ssd import SSD
+from vision.utils.opencv_log import quiet_opencv
 
 TOLERANCE = 1e-4
 
@@ -134,7 +135,7 @@ def check_opencv_dnn(onnx_path: str, net: SSD, metadata: ModelMetadata, toleranc
     batch = ((resized.astype(np.float32) - mean) / np.float32(metadata.image_std)).transpose(2, 0, 1)[None].copy()
     expected = pytorch_outputs(net, batch)
     try:
-        with _quiet_opencv():  # its warnings repeat what the result line says
+        with quiet_opencv(cv2.utils.logging.LOG_LEVEL_ERROR):  # its warnings repeat what the result line says
             dnn = cv2.dnn.readNetFromONNX(onnx_path)
             dnn.setInput(batch, metadata.input_name)
             outputs = dnn.forward(list(metadata.output_names))
@@ -150,14 +151,6 @@ def check_opencv_dnn(onnx_path: str, net: SSD, metadata: ModelMetadata, toleranc
     return _compare(f"OpenCV DNN {cv2.__version__}", outputs, expected, tolerance, "on a test image")
 
 
-@contextlib.contextmanager
-def _quiet_opencv():
-    previous = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(previous)
 
 
 def check_postprocess(onnx_path: str, net: SSD, net_type: str, images: Optional[Sequence[np.ndarray]] = None,
