@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.export.onnx_export import export_onnx  # noqa: E402
-from vision.ssd.onnx_predictor import OnnxPredictor  # noqa: E402
+from vision.export.onnx_predictor import OnnxPredictor  # noqa: E402
 from vision.ssd.registry import NET_TYPES, create_net, create_predictor  # noqa: E402
 from vision.utils.labels import read_label_file  # noqa: E402
 from vision.utils.reference_weights import load_deterministic_weights  # noqa: E402

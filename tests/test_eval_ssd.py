@@ -15,7 +15,7 @@ import torch
 from vision.cli.eval_ssd import str2bool
 from vision.evaluation import evaluate, write_outputs
 from vision.evaluation.report import format_ap_table
-from vision.utils.measurements import voc_average_precision
+from vision.evaluation.metrics import voc_average_precision
 
 REPO = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = REPO.parent / "shared" / "datasets" / "voc2007-sample"

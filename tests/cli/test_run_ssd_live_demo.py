@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.export.nets import exported_model, label_path, saved_checkpoint
 from vision.cli import run_ssd_live_demo
-from vision.cli.run_ssd_live_demo import FrameReader, gui_available, run_stream
+from vision.video import FrameReader, gui_available, run_stream
 
 NET = "sq-ssd-lite"
 FRAMES = 14

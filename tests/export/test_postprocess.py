@@ -6,7 +6,7 @@ import pytest
 
 from tests.export.nets import CLASS_NAMES, cached_net, exported_model, rgb_photo
 from vision.export.checks import check_postprocess, sample_images
-from vision.ssd.onnx_predictor import OnnxPredictor
+from vision.export.onnx_predictor import OnnxPredictor
 from vision.ssd.registry import create_predictor
 
 

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from vision.evaluation.records import EvalRecords
-from vision.utils.measurements import ClassGroundTruth, average_precision_from_pr, voc_pr_curve
+from vision.evaluation.metrics import ClassGroundTruth, average_precision_from_pr, voc_pr_curve
 
 
 @dataclass
@@ -45,7 +45,7 @@ def score_voc(
     iou_threshold: float = 0.5,
     use_2007_metric: bool = True,
 ) -> VOCResult:
-    """AP of each class 1..len(class_names)-1 by the VOC protocol of :mod:`vision.utils.measurements`.
+    """AP of each class 1..len(class_names)-1 by the VOC protocol of :mod:`vision.evaluation.metrics`.
 
     class_names: BACKGROUND first; label i of the records is class_names[i].
     """

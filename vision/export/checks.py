@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vision.export.metadata import ModelMetadata
-from vision.ssd.onnx_predictor import OnnxPredictor
+from vision.export.onnx_predictor import OnnxPredictor
 from vision.ssd.ssd import SSD
 from vision.utils.opencv_log import quiet_opencv
 

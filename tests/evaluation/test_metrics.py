@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from vision.utils.measurements import (
+from vision.evaluation.metrics import (
     compute_average_precision,
     compute_voc2007_average_precision,
     pairwise_iou,

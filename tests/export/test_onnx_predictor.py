@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REFERENCE, REPO_ROOT
 from tests.export.nets import CLASS_NAMES, cached_net, exported_model, rgb_photo
 from vision.export.checks import sample_images
-from vision.ssd.onnx_predictor import OnnxModelError, OnnxPredictor, greedy_nms, select_detections
+from vision.export.onnx_predictor import OnnxModelError, OnnxPredictor, greedy_nms, select_detections
 from vision.ssd.registry import create_predictor
 
 
@@ -69,7 +69,7 @@ def test_importing_and_running_it_never_imports_torch():
                     raise ImportError("torch is not installed here")
         sys.meta_path.insert(0, NoTorch())
         import cv2
-        from vision.ssd.onnx_predictor import OnnxPredictor
+        from vision.export.onnx_predictor import OnnxPredictor
         image = cv2.cvtColor(cv2.imread({str(REFERENCE / "images" / "000138.jpg")!r}), cv2.COLOR_BGR2RGB)
         results = {{}}
         for name, path in (("plain", {str(path)!r}), ("postprocess", {str(postprocess_path)!r})):

@@ -1,0 +1,21 @@
+"""The original's import paths (and this project's earlier ones) still reach the moved modules."""
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("alias, target", [
+    ("vision.utils.measurements", "vision.evaluation.metrics"),
+    ("vision.ssd.onnx_predictor", "vision.export.onnx_predictor"),
+])
+def test_alias_is_the_moved_module(alias, target):
+    assert importlib.import_module(alias) is importlib.import_module(target)
+
+
+def test_original_measurement_functions_importable():
+    from vision.utils.measurements import compute_average_precision, compute_voc2007_average_precision
+    import numpy as np
+
+    precision, recall = np.array([1.0, 0.5]), np.array([0.5, 1.0])
+    assert compute_average_precision(precision, recall) == pytest.approx(0.75)
+    assert 0.0 < compute_voc2007_average_precision(precision, recall) <= 1.0
