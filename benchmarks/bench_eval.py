@@ -3,7 +3,7 @@
 Data: a synthetic VOC-format test set of 500x375 JPEGs (vision.datasets.synthetic), made in a temporary
 folder unless --root names one. Nets: built with 21 classes (as for VOC: the 5 shape classes and 15
 without ground truth, so prediction and NMS cost what they cost on VOC) and the deterministic weights of
-../shared/reference/README.md. With such weights almost every prior passes 0.01 in every class: about
+vision/utils/reference_weights.py. With such weights almost every prior passes 0.01 in every class: about
 1,500 detections per image reach scoring, far more than a trained net gives, so this is a hard case.
 
 Rows, per net and device:
@@ -14,8 +14,8 @@ Rows, per net and device:
 - eval, batch B, W workers: as eval_ssd.py runs by default on that device (load, predict, score);
 - + files: the same plus writing det_test_<class>.txt, summary.json and PR plots, as eval_ssd.py does.
 
-The images are taken in chunks, and each chunk goes through every row in turn, so that a change of load
-on a shared machine weighs on all rows alike; the table gives the mean 1-minute load average seen.
+The images are taken in chunks, and each chunk goes through every row in turn, so that a change of CPU
+load weighs on all rows alike; the table gives the mean 1-minute load average seen.
 
     python benchmarks/bench_eval.py [--num_images 500] [--nets mb1-ssd mb2-ssd-lite] [--devices cpu cuda]
 """

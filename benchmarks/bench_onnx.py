@@ -1,6 +1,6 @@
 """ONNX Runtime against eager PyTorch, end to end (``predict``: preprocess, forward, NMS), for every net type.
 
-Weights: the deterministic ones of ../shared/reference/README.md (21 VOC classes); image: the VOC photo
+Weights: the deterministic ones of vision/utils/reference_weights.py (21 VOC classes); image: the VOC photo
 000138.jpg (replicated for batch 8). Each net is exported with a free batch axis twice: plain (NMS in
 numpy inside ``OnnxPredictor``) and ``--with_postprocess`` (NMS in the graph). Prints a markdown table:
 latency per image at batch 1 (median ms) and throughput at batch 8 (images/s), CPU; optionally the

@@ -1,6 +1,6 @@
 """Predictor latency per image, split into preprocess / forward / postprocess, for every net type.
 
-Weights: the deterministic ones of ../shared/reference/README.md; image: the VOC photo 000138.jpg
+Weights: the deterministic ones of vision/utils/reference_weights.py; image: the VOC photo 000138.jpg
 (replicated for batch 8). Prints a markdown table; ``--original`` adds the original toolkit's
 one-image-at-a-time predictor (per-class Python NMS loop) on the same machine as the baseline.
 

@@ -1,4 +1,4 @@
-"""``make demo``: the whole pipeline on data generated here, with nothing to download.
+"""``make demo``: the whole pipeline on data it generates, with nothing to download.
 
 1. generate a small synthetic VOC-format data set of shapes;
 2. train the fastest net on it for a few minutes on the CPU (``train_ssd.py``);

@@ -1,6 +1,6 @@
-"""Deterministic weights from state_dict names and shapes alone, as ``../shared/reference/README.md``
-defines them. With them the original's outputs were recorded (``forward/mb1-ssd.npz``), and the
-benchmarks and demo use them in place of trained weights (none can be downloaded here)."""
+"""Deterministic weights from state_dict names and shapes alone, by the rule with which the original's
+outputs were recorded (``forward/mb1-ssd.npz`` of the reference data, copied to ``tests/data/``). The
+benchmarks and demo use them in place of trained weights, so they need no download."""
 from __future__ import annotations
 
 import math
