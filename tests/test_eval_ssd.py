@@ -18,7 +18,6 @@ from vision.evaluation.report import format_ap_table
 from vision.evaluation.metrics import voc_average_precision
 
 REPO = Path(__file__).resolve().parents[1]
-VOC_SAMPLE = REPO.parent / "shared" / "datasets" / "voc2007-sample"
 VOC_LABELS = REPO / "models" / "voc-model-labels.txt"
 
 
@@ -327,13 +326,12 @@ def test_eval_coco_metric_prints_the_three_figures(synthetic_voc, tmp_path, caps
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.skipif(not VOC_SAMPLE.is_dir(), reason="shared VOC sample not found")
-def test_eval_script_on_the_genuine_voc_sample(tmp_path):
+def test_eval_script_on_the_genuine_voc_sample(tmp_path, voc_sample_dir):
     weights = _saved_weights(tmp_path, "mb1-ssd", 21)
     eval_dir = tmp_path / "eval"
     completed = subprocess.run(
         [sys.executable, str(REPO / "eval_ssd.py"), "--net", "mb1-ssd", "--trained_model", str(weights),
-         "--dataset_type", "voc", "--dataset", str(VOC_SAMPLE), "--label_file", str(VOC_LABELS),
+         "--dataset_type", "voc", "--dataset", str(voc_sample_dir), "--label_file", str(VOC_LABELS),
          "--eval_dir", str(eval_dir), "--use_2007_metric", "false", "--use_cuda", "no", "--num_workers", "2"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
@@ -341,7 +339,7 @@ def test_eval_script_on_the_genuine_voc_sample(tmp_path):
     per_class, mean_ap = _parse_printout(completed.stdout)
     assert list(per_class) == VOC_LABELS.read_text().split()[1:]
 
-    ground_truth = _xml_ground_truth(VOC_SAMPLE, "test")
+    ground_truth = _xml_ground_truth(voc_sample_dir, "test")
     positives = Counter({name: sum(int((~flags).sum()) for flags in ground_truth[name][1].values())
                          for name in ground_truth})
     # Classes without (non-difficult) ground truth in the split print nan and stay out of the mean.

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import REFERENCE, REPO_ROOT
+from tests.conftest import REPO_ROOT, photo_dir, photo_path, photo_paths
 from tests.export.nets import CLASS_NAMES, exported_model, label_path, saved_checkpoint
 from vision.cli import run_ssd_example
 from vision.utils.labels import LabelFileError, parse_label_text, read_label_file
@@ -52,14 +52,16 @@ def test_original_call_on_a_generated_image_writes_the_original_output_name(tmp_
     assert np.abs(output.astype(int) - original).max() > 100  # boxes and captions were drawn
 
 
-def test_reference_folder_gives_one_result_per_image_and_json(tmp_path, capsys):
-    code, out, err = _run([NET, saved_checkpoint(NET), label_path(NET), REFERENCE / "images", "--output", tmp_path / "out",
+def test_photo_folder_gives_one_result_per_image_and_json(tmp_path, capsys):
+    code, out, err = _run([NET, saved_checkpoint(NET), label_path(NET), photo_dir(), "--output", tmp_path / "out",
                            "--json", tmp_path / "detections.json", "--top_k", "3", "--prob_threshold", "0.2"], capsys)
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000138_ssd.jpg", "gun_ssd.jpg"]
+    photos = photo_paths()
+    assert len(photos) == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{photo.stem}_ssd.jpg" for photo in photos]
     document = json.loads((tmp_path / "detections.json").read_text())
     assert document["class_names"] == CLASS_NAMES and document["backend"] == "pytorch"
-    assert [record["image"] for record in document["images"]] == [str(REFERENCE / "images" / n) for n in ("000138.jpg", "gun.jpg")]
+    assert [record["image"] for record in document["images"]] == [str(photo) for photo in photos]
     printed = [line for line in out.splitlines() if DETECTION_LINE.match(line)]
     detections = [d for record in document["images"] for d in record["detections"]]
     assert len(printed) == len(detections) > 0
@@ -79,7 +81,7 @@ def test_glob_pattern_writes_stem_ssd_images_into_the_output_folder(tmp_path, ca
 
 
 def test_onnx_backend_gives_the_pytorch_backends_detections(tmp_path, capsys):
-    image = REFERENCE / "images" / "000138.jpg"
+    image = photo_path("000138.jpg")
     common = ["--json", None, "--output", tmp_path / "x.jpg", "--prob_threshold", "0.3"]
     results = {}
     for backend, model in (("pytorch", saved_checkpoint(NET)), ("onnx", exported_model(NET, False))):
@@ -105,7 +107,7 @@ def test_onnx_backend_gives_the_pytorch_backends_detections(tmp_path, capsys):
 ])
 def test_bad_inputs_are_one_line_errors_without_traceback(tmp_path, capsys, case, message):
     (tmp_path / "empty-labels.txt").write_text("\n\n")
-    image = REFERENCE / "images" / "gun.jpg"
+    image = photo_path("gun.jpg")
     net, model, labels, backend = NET, saved_checkpoint(NET), label_path(NET), "pytorch"
     if case == "missing image":
         image = tmp_path / "nowhere.jpg"

@@ -109,9 +109,7 @@ def label_path(net_type: str) -> Path:
 
 
 def rgb_photo(name: str = "000138.jpg") -> np.ndarray:
-    """A reference photo (``../shared/reference/images``) as RGB uint8."""
-    from tests.conftest import REFERENCE
+    """A reference photo as RGB uint8, or its generated stand-in without the shared folder (see tests/conftest.py)."""
+    from tests.conftest import rgb_photo as conftest_rgb_photo
 
-    image = cv2.imread(str(REFERENCE / "images" / name))
-    assert image is not None, f"missing reference photo {name}"
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return conftest_rgb_photo(name)

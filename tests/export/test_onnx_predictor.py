@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.conftest import REFERENCE, REPO_ROOT
+from tests.conftest import REPO_ROOT, photo_path
 from tests.export.nets import CLASS_NAMES, cached_net, exported_model, rgb_photo
 from vision.export.checks import sample_images
 from vision.export.onnx_predictor import OnnxModelError, OnnxPredictor, greedy_nms, select_detections
@@ -70,7 +70,7 @@ def test_importing_and_running_it_never_imports_torch():
         sys.meta_path.insert(0, NoTorch())
         import cv2
         from vision.export.onnx_predictor import OnnxPredictor
-        image = cv2.cvtColor(cv2.imread({str(REFERENCE / "images" / "000138.jpg")!r}), cv2.COLOR_BGR2RGB)
+        image = cv2.cvtColor(cv2.imread({str(photo_path("000138.jpg"))!r}), cv2.COLOR_BGR2RGB)
         results = {{}}
         for name, path in (("plain", {str(path)!r}), ("postprocess", {str(postprocess_path)!r})):
             boxes, labels, probs = OnnxPredictor(path).predict(image, top_k=5, prob_threshold=0.3)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REFERENCE, reference_keys
+from tests.conftest import reference_config, reference_forward, reference_keys, reference_priors
 from vision.ssd.registry import NET_TYPES, create_net, get_net_type
 from vision.utils.reference_weights import load_deterministic_weights
 
@@ -22,10 +22,24 @@ def test_state_dict_names_shapes_and_order_match_reference(net_type):
 
 @pytest.mark.parametrize("net_type", sorted(NET_TYPES))
 def test_priors_match_reference_in_value_and_order(net_type):
-    expected = np.load(REFERENCE / "priors" / f"{net_type}.npy")
+    expected = reference_priors(net_type)
     priors = get_net_type(net_type).config.priors.numpy()
     assert priors.dtype == np.float32
     np.testing.assert_array_equal(priors, expected)
+
+
+@pytest.mark.parametrize("net_type", sorted(NET_TYPES))
+def test_configuration_matches_reference(net_type):
+    expected = reference_config(net_type)
+    config = get_net_type(net_type).config
+    assert config.image_size == expected["image_size"]
+    assert [float(v) for v in config.image_mean] == expected["image_mean"] and config.image_std == expected["image_std"]
+    assert (config.iou_threshold, config.center_variance, config.size_variance) == (
+        expected["iou_threshold"], expected["center_variance"], expected["size_variance"])
+    specs = [(s.feature_map_size, s.shrinkage, s.box_sizes.min, s.box_sizes.max, list(s.aspect_ratios)) for s in config.specs]
+    assert specs == [(s["feature_map_size"], s["shrinkage"], s["box_sizes"]["min"], s["box_sizes"]["max"], s["aspect_ratios"])
+                     for s in expected["specs"]]
+    assert len(config.priors) == expected["num_priors"]
 
 
 @pytest.mark.parametrize("net_type", sorted(NET_TYPES))
@@ -39,7 +53,7 @@ def test_net_output_count_matches_its_priors(net_type):
 
 
 def test_mb1_ssd_reproduces_the_original_forward_pass():
-    reference = np.load(REFERENCE / "forward" / "mb1-ssd.npz")
+    reference = reference_forward("mb1-ssd")
     x = torch.randn(2, 3, 300, 300, generator=torch.Generator().manual_seed(7))
     for is_test, names in ((False, ("confidences", "locations")), (True, ("scores", "boxes"))):
         net = load_deterministic_weights(create_net("mb1-ssd", 21, is_test=is_test)).eval()

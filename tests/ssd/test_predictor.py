@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REFERENCE
+from tests.conftest import rgb_photo
 from vision.ssd.registry import create_net, create_predictor
 from benchmarks.original_predictor import original_predict
 from vision.utils.reference_weights import load_deterministic_weights
@@ -18,8 +18,8 @@ def mb1_predictor():
 
 @pytest.fixture(scope="module")
 def photo():
-    image = cv2.imread(str(REFERENCE / "images" / "000138.jpg"))
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """The VOC photo 000138.jpg, or a generated 500x332 stand-in without the shared folder."""
+    return rgb_photo("000138.jpg")
 
 
 @pytest.mark.parametrize("prob_threshold,top_k", [(0.01, -1), (0.4, -1), (0.05, 3)])
