@@ -1,0 +1,260 @@
+"""One training run of ``train_ssd.py``: data, model, optimiser, loss and logging set up from the flags,
+then the epoch loop with validation, checkpoints and history (:class:`TrainingRun`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+from typing import Optional
+
+import numpy as np
+import torch
+
+from vision.datasets import DatasetError, build_dataset, collate_training_batch, store_labels, worker_init_fn
+from vision.nn.multibox_loss import MultiboxLoss
+from vision.ssd.registry import create_net, get_net_type
+from vision.ssd.ssd import MatchPrior
+from vision.training import checkpoints
+from vision.training.distributed import DistributedContext, barrier
+from vision.training.loops import NonFiniteLossError, train_one_epoch, validate
+from vision.training.optimizer import create_optimizer, create_scheduler, parameter_groups
+from vision.transforms import TestTransform, TrainAugmentation
+from vision.utils.checkpoint import atomic_save, extract_state_dict, load_checkpoint_file
+
+log = logging.getLogger("train_ssd")
+
+
+def choose_device(args: argparse.Namespace, context_local_rank: int = 0) -> torch.device:
+    if args.device:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+        return device
+    if args.use_cuda and torch.cuda.is_available():
+        return torch.device("cuda", context_local_rank)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, rank: int) -> None:
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed + rank)
+
+
+def autocast_settings(args: argparse.Namespace, device: torch.device):
+    """``(dtype or None, GradScaler or None)`` for ``--amp``."""
+    if not args.amp:
+        return None, None
+    if device.type != "cuda":
+        log.warning("--amp has effect on CUDA only; training in float32 on %s", device)
+        return None, None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+class TrainingRun:
+    """Everything one run needs, built from the flags; ``run()`` trains."""
+
+    def __init__(self, args: argparse.Namespace, context: DistributedContext, device: torch.device):
+        self.args = args
+        self.context = context
+        self.device = device
+        self.entry = get_net_type(args.net)
+        os.makedirs(args.checkpoint_folder, exist_ok=True)
+        self._setup_data()
+        resume_checkpoint = self._setup_model()
+        self._setup_optimiser(resume_checkpoint)
+        self._setup_loss()
+        self._setup_logging()
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _setup_data(self) -> None:
+        """Training and validation data sets with their transforms; writes ``labels.txt``."""
+        args, config = self.args, self.entry.config
+        self.match_prior = MatchPrior(config.priors, config.center_variance, config.size_variance, 0.5)
+        train_transform = (TestTransform if args.no_augmentation else TrainAugmentation)(config.image_size, config.image_mean, config.image_std)
+        self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets, transform=train_transform,
+                                                             target_transform=self.match_prior, balance_data=args.balance_data)
+        log.info("Training set: %d images, %d classes (%s)", len(self.train_dataset), len(self.class_names) - 1,
+                 ", ".join(self.class_names[1:]))
+        self.validation_dataset = None
+        if args.validation_dataset:
+            test_transform = TestTransform(config.image_size, config.image_mean, config.image_std)
+            self.validation_dataset, validation_names = build_dataset(args.dataset_type, [args.validation_dataset],
+                                                                      transform=test_transform, target_transform=self.match_prior,
+                                                                      is_test=True)
+            if [n.lower() for n in validation_names] != [n.lower() for n in self.class_names]:
+                raise DatasetError(f"the validation set {args.validation_dataset} has classes {validation_names}, "
+                                   f"the training set {args.datasets} has {self.class_names}")
+            log.info("Validation set: %d images", len(self.validation_dataset))
+            # The same images without transforms, for VOC mAP through the predictor.
+            self.validation_raw, _ = build_dataset(args.dataset_type, [args.validation_dataset], is_test=True)
+        if self.context.is_main:
+            store_labels(os.path.join(args.checkpoint_folder, "labels.txt"), self.class_names)
+
+    def _setup_model(self) -> Optional[dict]:
+        """The net, its initial weights, device and memory format; returns a training checkpoint to restore."""
+        args = self.args
+        self.net = create_net(args.net, len(self.class_names), mb2_width_mult=args.mb2_width_mult)
+        self.start_epoch = 0
+        self.global_step = 0
+        resume_checkpoint = self._initial_weights()
+        self.net.to(self.device)
+        if args.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.model = self.net
+        if self.context.enabled:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return resume_checkpoint
+
+    def _setup_optimiser(self, resume_checkpoint: Optional[dict]) -> None:
+        """SGD over the parameter groups, the scheduler and mixed precision; restores a resumed run's state."""
+        args = self.args
+        groups = parameter_groups(self.net, args.lr, args.base_net_lr, args.extra_layers_lr, args.freeze_base_net, args.freeze_net)
+        self.optimizer = create_optimizer(groups, args.lr, args.momentum, args.weight_decay)
+        self.scheduler = create_scheduler(self.optimizer, args.scheduler, args.milestones, args.gamma, args.t_max)
+        self.autocast_dtype, self.scaler = autocast_settings(args, self.device)
+        if resume_checkpoint is not None:
+            self._restore(resume_checkpoint)
+
+    def _setup_loss(self) -> None:
+        """MultiboxLoss for training (hard negatives counted across processes) and for validation."""
+        config = self.entry.config
+        self.criterion = MultiboxLoss(config.priors, iou_threshold=0.5, neg_pos_ratio=3, center_variance=0.1, size_variance=0.2,
+                                      device=self.device, background_negatives=self.args.background_negatives)
+        self.validation_criterion = MultiboxLoss(config.priors, iou_threshold=0.5, neg_pos_ratio=3, center_variance=0.1,
+                                                 size_variance=0.2, device=self.device, across_processes=False)
+
+    def _setup_logging(self) -> None:
+        """A TensorBoard writer on the main process when ``--log_dir`` is given."""
+        self.writer = None
+        if self.args.log_dir and self.context.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(self.args.log_dir)
+
+    def _initial_weights(self) -> Optional[dict]:
+        """Apply --resume / --base_net / --pretrained_ssd; return a training checkpoint to restore later."""
+        args = self.args
+        if args.resume:
+            checkpoint = load_checkpoint_file(args.resume)
+            state_dict = extract_state_dict(checkpoint, args.resume)
+            from vision.ssd.ssd import check_class_count
+
+            check_class_count(self.net, state_dict, args.resume)
+            self.net.load_state_dict(state_dict, strict=True)
+            if checkpoints.is_training_checkpoint(checkpoint):
+                log.info("Resuming %s after epoch %d", args.resume, int(checkpoint["epoch"]))
+                return checkpoint
+            log.info("Loaded weights from %s; starting at epoch 0", args.resume)
+        elif args.base_net:
+            log.info("Init from base net %s", args.base_net)
+            self.net.init_from_base_net(args.base_net)
+        elif args.pretrained_ssd:
+            log.info("Init from pretrained ssd %s", args.pretrained_ssd)
+            self.net.init_from_pretrained_ssd(args.pretrained_ssd)
+        return None
+
+    def _restore(self, checkpoint: dict) -> None:
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        checkpoints.load_scheduler_state(self.scheduler, checkpoint["scheduler"])
+        if self.scaler is not None and "scaler" in checkpoint:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.start_epoch = int(checkpoint["epoch"]) + 1
+        self.global_step = int(checkpoint.get("step", 0))
+        if "rng" in checkpoint and not self.context.enabled:
+            checkpoints.restore_rng_state(checkpoint["rng"])
+
+    def _loader(self, dataset, shuffle: bool, epoch_sampler: bool):
+        sampler = None
+        if epoch_sampler and self.context.enabled:
+            sampler = torch.utils.data.distributed.DistributedSampler(
+                dataset, num_replicas=self.context.world_size, rank=self.context.rank, shuffle=shuffle,
+                seed=self.args.seed or 0)
+        workers = self.args.num_workers
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=self.args.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+            num_workers=workers, collate_fn=collate_training_batch, worker_init_fn=worker_init_fn,
+            persistent_workers=workers > 0, pin_memory=self.device.type == "cuda")
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> Optional[str]:
+        """Train from ``start_epoch`` to ``num_epochs``; returns the last saved model path."""
+        args = self.args
+        train_loader = self._loader(self.train_dataset, shuffle=True, epoch_sampler=True)
+        validation_loader = self._loader(self.validation_dataset, shuffle=False, epoch_sampler=False) if self.validation_dataset else None
+        last_model_path = None
+        last_path = os.path.join(args.checkpoint_folder, checkpoints.LAST_CHECKPOINT)
+        show_progress = self.context.is_main and not args.no_progress
+        for epoch in range(self.start_epoch, args.num_epochs):
+            if isinstance(train_loader.sampler, torch.utils.data.distributed.DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)
+            lr = self.optimizer.param_groups[-1]["lr"]
+            try:
+                result = train_one_epoch(self.model, train_loader, self.criterion, self.optimizer, self.device, epoch,
+                                         autocast_dtype=self.autocast_dtype, scaler=self.scaler, channels_last=args.channels_last,
+                                         freeze_bn=args.freeze_bn, debug_steps=args.debug_steps, show_progress=show_progress,
+                                         log=log.info if self.context.is_main else (lambda message: None),
+                                         on_step=self._log_step, global_step=self.global_step)
+            except NonFiniteLossError as error:
+                kept = last_path if os.path.exists(last_path) else "none yet"
+                raise NonFiniteLossError(f"{error}; stopping. Last good checkpoint: {kept}. Try a lower --lr.") from None
+            self.global_step += result.steps
+            self.scheduler.step()
+            if self.context.is_main:
+                log.info("Epoch: %d, lr %.6g, Training Loss: %.4f, Regression Loss %.4f, Classification Loss: %.4f, "
+                         "%.1f images/s%s", epoch, lr, result.loss, result.regression_loss, result.classification_loss,
+                         result.images * self.context.world_size / max(result.seconds, 1e-9),
+                         f", skipped {result.skipped} unreadable samples (see warnings above)" if result.skipped else "")
+            record = {"epoch": epoch, "lr": lr, "train_loss": result.loss, "train_regression_loss": result.regression_loss,
+                      "train_classification_loss": result.classification_loss, "skipped": result.skipped}
+            is_validation_epoch = epoch % args.validation_epochs == 0 or epoch == args.num_epochs - 1
+            if is_validation_epoch and self.context.is_main:
+                loss_for_name = result.loss
+                if validation_loader is not None:
+                    validation = validate(self.net, validation_loader, self.validation_criterion, self.device, args.channels_last)
+                    loss_for_name = validation.loss
+                    record.update(validation_loss=validation.loss, validation_regression_loss=validation.regression_loss,
+                                  validation_classification_loss=validation.classification_loss)
+                    log.info("Epoch: %d, Validation Loss: %.4f, Validation Regression Loss %.4f, Validation Classification Loss: %.4f",
+                             epoch, validation.loss, validation.regression_loss, validation.classification_loss)
+                    record["validation_map"] = self._validation_map()
+                    log.info("Epoch: %d, Validation VOC07 mAP: %.4f", epoch, record["validation_map"])
+                last_model_path = os.path.join(args.checkpoint_folder, f"{args.net}-Epoch-{epoch}-Loss-{loss_for_name}.pth")
+                atomic_save(self.net.state_dict(), last_model_path)
+                log.info("Saved model %s", last_model_path)
+            if self.context.is_main:
+                checkpoints.save_training_checkpoint(last_path, self.net, self.optimizer, self.scheduler, epoch,
+                                                     self.global_step, vars(args), self.scaler)
+                self._append_history(record)
+            barrier(self.context)
+        if self.writer is not None:
+            self.writer.close()
+        return last_model_path
+
+    def _validation_map(self) -> float:
+        """VOC07 11-point mAP of the current weights on the validation set (prob_threshold 0.01)."""
+        from vision.evaluation.runner import evaluate
+        from vision.ssd.predictor import Predictor
+
+        predictor = Predictor.from_config(self.net, self.entry.config, device=self.device)
+        result = evaluate(predictor, self.validation_raw, self.class_names, batch_size=self.args.batch_size,
+                          num_workers=min(self.args.num_workers, 2), progress=False)
+        return float(result.mean_ap)
+
+    def _log_step(self, step: int, values: dict) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"train/{key}", value, step)
+
+    def _append_history(self, record: dict) -> None:
+        with open(os.path.join(self.args.checkpoint_folder, "history.jsonl"), "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "epoch":
+                    self.writer.add_scalar(f"epoch/{key}", value, record["epoch"])
