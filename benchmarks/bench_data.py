@@ -3,7 +3,7 @@ torchvision.transforms.v2, per step and end to end, on one CPU thread (as in a d
 
     python benchmarks/bench_data.py [--images DIR] [--size 300] [--repeats 3]
 
-Images: the genuine VOC sample (/work/shared/datasets/voc2007-sample or ../shared/...) when found, else
+Images: the genuine VOC sample (shared/datasets/voc2007-sample beside the checkout) when found, else
 synthetic VOC images generated into a temporary folder. Prints milliseconds per image and images/s.
 """
 import argparse
