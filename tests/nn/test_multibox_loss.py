@@ -1,4 +1,6 @@
 """MultiboxLoss: finiteness and gradients on edge-case batches, normalisation by positives."""
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -56,3 +58,33 @@ def test_loss_matches_hand_computation_on_a_tiny_case():
     chosen = torch.cat([torch.tensor([0]), negatives])
     expected_classification = F.cross_entropy(confidence[0, chosen], labels[0, chosen], reduction="sum")
     torch.testing.assert_close(classification, expected_classification)
+
+
+# The original's constructor, qfgaohao/pytorch-ssd vision/nn/multibox_loss.py.
+ORIGINAL_PARAMETERS = ["priors", "iou_threshold", "neg_pos_ratio", "center_variance", "size_variance", "device"]
+
+
+def test_constructor_takes_the_original_arguments_in_the_original_order():
+    parameters = list(inspect.signature(MultiboxLoss.__init__).parameters)[1:]
+    assert parameters[:len(ORIGINAL_PARAMETERS)] == ORIGINAL_PARAMETERS
+    positional = MultiboxLoss(config.priors, 0.5, 3, 0.1, 0.2, torch.device("cpu"))
+    keywords = MultiboxLoss(priors=config.priors, iou_threshold=0.5, neg_pos_ratio=3, center_variance=0.1,
+                            size_variance=0.2, device=torch.device("cpu"))
+    assert (positional.iou_threshold, positional.neg_pos_ratio, positional.center_variance, positional.size_variance) \
+        == (keywords.iou_threshold, keywords.neg_pos_ratio, keywords.center_variance, keywords.size_variance) \
+        == (0.5, 3, 0.1, 0.2)
+
+
+def test_only_neg_pos_ratio_of_the_original_arguments_changes_the_loss():
+    labels = torch.zeros(2, 3000, dtype=torch.int64)
+    labels[0, [10, 20, 30]] = 2
+    labels[1, 40] = 1
+    confidence, locations, gt_locations = _batch(labels)
+    reference = _loss()(confidence, locations, labels, gt_locations)
+    ignored = MultiboxLoss(torch.zeros(3000, 4), iou_threshold=0.9, neg_pos_ratio=3, center_variance=0.5,
+                           size_variance=0.7, device=torch.device("cpu"))(confidence, locations, labels, gt_locations)
+    torch.testing.assert_close(ignored, reference)
+    mined_more = MultiboxLoss(config.priors, iou_threshold=0.5, neg_pos_ratio=6, center_variance=0.1,
+                              size_variance=0.2, device=torch.device("cpu"))(confidence, locations, labels, gt_locations)
+    assert mined_more[1] > reference[1]
+    torch.testing.assert_close(mined_more[0], reference[0])

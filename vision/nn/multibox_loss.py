@@ -21,6 +21,12 @@ class MultiboxLoss(nn.Module):
     ``background_negatives``, so images without objects can teach what is background; 0 is the
     original's rule).
 
+    The constructor takes the original's arguments, ``(priors, iou_threshold, neg_pos_ratio,
+    center_variance, size_variance, device)``, because users' code passes them. As in the original, only
+    ``neg_pos_ratio`` changes the loss: ``priors`` (moved to ``device``), ``iou_threshold``,
+    ``center_variance`` and ``size_variance`` are stored and unused, since the matching and box encoding
+    happen in the target transform before the loss. ``device`` may be left out here.
+
     Differences from the original, where it breaks: the divisor is ``max(1, positives)``, so a batch
     without any object gives a finite loss; under ``torch.distributed`` the positives are summed over
     all processes and the loss scaled by the world size, so after DDP's gradient averaging N processes

@@ -34,14 +34,20 @@ def _ssd_lite(num_classes: int, base_net: nn.Module, source_layer_indexes: list,
 def create_mobilenetv3_large_ssd_lite(num_classes: int, width_mult: float = 1.0, use_batch_norm: bool = True,
                                       onnx_compatible: bool = False, is_test: bool = False) -> SSD:
     """mb3-large-ssd-lite; heads on the 112-channel block (stride 16) and the final 960-channel map.
-    ``width_mult`` scales the first head's input as the original does; the other two flags are accepted
-    for the original's signature and, as there, change nothing."""
+
+    ``width_mult`` scales the first head's input as the original does (the backbone stays at width 1).
+    ``use_batch_norm`` and ``onnx_compatible`` are accepted because the original's signature has them and
+    users' code passes them; as in the original they are ignored (BatchNorm and ReLU6 in the heads,
+    Hardswish in the extras, whatever they say)."""
     return _ssd_lite(num_classes, MobileNetV3Large().features, [15, 21], round(112 * width_mult), 960, is_test)
 
 
 def create_mobilenetv3_small_ssd_lite(num_classes: int, width_mult: float = 1.0, use_batch_norm: bool = True,
                                       onnx_compatible: bool = False, is_test: bool = False) -> SSD:
-    """mb3-small-ssd-lite; heads on the 48-channel block (stride 16) and the final 576-channel map."""
+    """mb3-small-ssd-lite; heads on the 48-channel block (stride 16) and the final 576-channel map.
+
+    ``width_mult``, ``use_batch_norm`` and ``onnx_compatible`` behave as in
+    :func:`create_mobilenetv3_large_ssd_lite`: the last two are accepted and ignored, as in the original."""
     return _ssd_lite(num_classes, MobileNetV3Small().features, [11, 17], round(48 * width_mult), 576, is_test)
 
 
