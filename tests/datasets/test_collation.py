@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from vision.datasets import (IndexedDataset, VOCDataset, collate_evaluation_batch, collate_training_batch,
-                             worker_init_fn)
+from vision.datasets import VOCDataset, collate_training_batch, worker_init_fn
 from vision.transforms import TrainAugmentation
 
 NUM_PRIORS = 16
@@ -46,11 +45,6 @@ def test_training_collate_names_the_sample_with_a_different_size():
         collate_training_batch([sample(), None, odd])
 
 
-def test_evaluation_collate_keeps_samples_of_different_sizes_as_a_list():
-    kept, num_skipped = collate_evaluation_batch([(0, np.zeros((5, 7, 3))), None, (2, np.zeros((9, 4, 3)))])
-    assert num_skipped == 1 and [index for index, _ in kept] == [0, 2]
-
-
 def test_data_loader_over_shapes_with_empty_images_bad_files_and_workers(shapes_root, tmp_path):
     """The whole data path: synthetic root (some images without objects, one corrupt JPEG), TrainAugmentation,
     a MatchPrior stand-in, two worker processes, the training collate."""
@@ -71,15 +65,6 @@ def test_data_loader_over_shapes_with_empty_images_bad_files_and_workers(shapes_
         assert torch.isfinite(images).all() and torch.isfinite(locations).all()
         assert ((locations >= 0) & (locations <= 1)).all()
     assert any((labels == 0).all(dim=1).any() for _, _, labels, _ in batches)  # an image without objects
-
-
-def test_indexed_dataset_lets_evaluation_match_items_to_annotations(shapes_root):
-    dataset = IndexedDataset(VOCDataset(shapes_root, is_test=True))
-    kept, num_skipped = collate_evaluation_batch([dataset[i] for i in range(len(dataset))])
-    assert num_skipped == 0 and [item[0] for item in kept] == list(range(len(dataset)))
-    index, image, boxes, labels = kept[1]
-    _, (annotation_boxes, _, _) = dataset.dataset.get_annotation(index)
-    np.testing.assert_array_equal(boxes, annotation_boxes)
 
 
 class _Probe(torch.utils.data.Dataset):

@@ -1,5 +1,5 @@
 """Data sets (VOC, Open Images, synthetic shapes), class-label files and batching."""
-from .collation import IndexedDataset, collate_evaluation_batch, collate_training_batch, worker_init_fn
+from .collation import collate_training_batch, worker_init_fn
 from .errors import BadDataWarning, BadImageError, DatasetError
 from .factory import ConcatDetectionDataset, build_dataset
 from .labels import BACKGROUND, VOC_CLASS_NAMES, parse_class_names, read_class_names, store_labels
@@ -9,6 +9,6 @@ from .voc_dataset import VOCDataset
 __all__ = [
     "VOCDataset", "OpenImagesDataset", "build_dataset", "ConcatDetectionDataset", "store_labels",
     "read_class_names", "parse_class_names", "BACKGROUND", "VOC_CLASS_NAMES", "collate_training_batch",
-    "collate_evaluation_batch", "IndexedDataset", "worker_init_fn", "DatasetError", "BadDataWarning",
+    "worker_init_fn", "DatasetError", "BadDataWarning",
     "BadImageError",
 ]

@@ -3,10 +3,11 @@
 Bad samples: a dataset's __getitem__ returns None for a sample it cannot use (unreadable image, malformed
 annotation), after a BadDataWarning naming the file. The collate functions here drop those samples and
 return how many they dropped, so the training loop can add them up and report them at the end of the
-epoch. A batch can end up with fewer samples than asked for, or with none.
+epoch. A batch can end up with fewer samples than asked for, or with none. (Evaluation batches are lists
+of samples, built by vision.evaluation.data.make_loader.)
 """
 import random
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -47,31 +48,6 @@ def collate_training_batch(samples: Sequence[Optional[tuple]]):
     labels = [_as_tensor(sample[2], torch.int64, "labels", index) for index, sample in kept]
     return (_stack(images, "image", indices), _stack(locations, "gt_locations", indices),
             _stack(labels, "labels", indices), num_skipped)
-
-
-def collate_evaluation_batch(samples: Sequence[Optional[tuple]]) -> Tuple[List[tuple], int]:
-    """Evaluation collate: (the non-None samples as a list, in order and unchanged; num_skipped: int).
-
-    Use it with samples of any form, e.g. (index, image, boxes, labels) from IndexedDataset, whose images
-    may differ in size.
-    """
-    kept = [sample for sample in samples if sample is not None]
-    return kept, len(samples) - len(kept)
-
-
-class IndexedDataset(torch.utils.data.Dataset):
-    """Wraps a dataset so that item i is (i, *dataset[i]), or None when dataset[i] is None; evaluation
-    can then match what it gets back to dataset.get_annotation(i)."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        sample = self.dataset[index]
-        return None if sample is None else (index, *sample)
 
 
 def worker_init_fn(worker_id: int) -> None:
