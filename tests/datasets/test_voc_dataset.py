@@ -236,4 +236,4 @@ def test_build_dataset_rejects_roots_whose_class_lists_differ(voc_root):
     with pytest.raises(DatasetError, match=r"class lists.*A.*B"):
         build_dataset("voc", [str(first.root), str(second.root)], None, None)
     with pytest.raises(DatasetError, match="not one of"):
-        build_dataset("coco", [str(first.root)], None, None)
+        build_dataset("tfrecord", [str(first.root)], None, None)

@@ -38,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--net", default="vgg16-ssd", choices=sorted(NET_TYPES),
                         help="The network architecture.")
     parser.add_argument("--trained_model", type=str, required=True, help="The .pth state_dict to evaluate.")
-    parser.add_argument("--dataset_type", default="voc", type=str, choices=DATASET_TYPES,
-                        help="Specify dataset type. Currently support voc and open_images.")
+    parser.add_argument("--dataset_type", default="auto", type=str, choices=DATASET_TYPES,
+                        help="Dataset format: voc, open_images, coco, yolo, csv, or auto (default: detected).")
     parser.add_argument("--dataset", type=str, required=True,
-                        help="The root directory of the VOC dataset or Open Images dataset.")
+                        help="The dataset root (or a COCO JSON, YOLO data.yaml or CSV file); its test split is used.")
     parser.add_argument("--label_file", type=str,
                         help="The label file path: the model's classes, BACKGROUND first, which also index the "
                              "data set's labels; default: the data set's class names.")

@@ -13,6 +13,7 @@ import warnings
 from typing import List, Optional
 
 from vision.datasets import DatasetError
+from vision.datasets.factory import DATASET_TYPES
 from vision.ssd.registry import NET_TYPES
 from vision.training.distributed import DistributedContext, init_distributed, shutdown
 from vision.training.loops import NonFiniteLossError
@@ -34,8 +35,8 @@ def str2bool(value: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Single Shot MultiBox Detector Training With PyTorch")
-    parser.add_argument("--dataset_type", default="voc", choices=["voc", "open_images"],
-                        help="Specify dataset type. Currently support voc and open_images.")
+    parser.add_argument("--dataset_type", default="auto", choices=list(DATASET_TYPES),
+                        help="Dataset format: voc, open_images, coco, yolo, csv, or auto (default: detected per root)")
     parser.add_argument("--datasets", nargs="+", help="Dataset directory path(s); several are concatenated")
     parser.add_argument("--validation_dataset", help="Dataset directory path")
     parser.add_argument("--balance_data", action="store_true", help="Balance training data by down-sampling more frequent labels.")

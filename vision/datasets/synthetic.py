@@ -4,7 +4,8 @@
 
 Writes <root>/JPEGImages/<id>.jpg (real JPEGs), <root>/Annotations/<id>.xml (VOC XML, 1-based pixel
 boxes), <root>/ImageSets/Main/{trainval,test}.txt and <root>/labels.txt (one class a line), so that
-VOCDataset(root) reads it like any VOC root.
+VOCDataset(root) reads it like any VOC root. ``--format coco|yolo|csv`` writes the same images and boxes
+in that layout instead (through vision.datasets.convert; splits "trainval" and "test").
 
 Each image: a textured background (smooth colour blotches, faint stripes, pixel noise) with 1..4 shapes
 (circle, square, triangle, star, ring) whose class is their shape only: colour, size (by default 15-50 %
@@ -245,6 +246,25 @@ def generate_voc_dataset(root, num_images: int = 200, num_test: int = None, seed
     return SyntheticSummary(root, trainval, test, tuple(classes), total_objects)
 
 
+def generate_dataset(root, dataset_format: str = "voc", **options) -> SyntheticSummary:
+    """generate_voc_dataset(root, **options) in the layout `dataset_format` (voc, coco, yolo or csv): the
+    same images and boxes whatever the format. For the other formats the VOC root is written to a
+    temporary folder beside `root` and converted (images hard-linked), so `root` must be new or empty."""
+    if dataset_format == "voc":
+        return generate_voc_dataset(root, **options)
+    import tempfile
+
+    from .convert import convert
+
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{root.name}-voc-", dir=root.parent) as temporary:
+        summary = generate_voc_dataset(temporary, **options)
+        convert(temporary, root, dataset_format, source_format="voc")
+    summary.root = root
+    return summary
+
+
 def _write_image(job) -> int:
     """Render, encode and write one image and its XML; returns its number of objects."""
     (root, seed, index, forced_count, width, height, min_objects, max_objects, min_size, max_size, classes,
@@ -283,11 +303,14 @@ def main(argv=None) -> None:
     parser.add_argument("--min_size", type=float, default=0.15, help="smallest object, fraction of the shorter side")
     parser.add_argument("--max_size", type=float, default=0.5, help="largest object, fraction of the shorter side")
     parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1, help="processes to render with")
+    parser.add_argument("--format", default="voc", choices=("voc", "coco", "yolo", "csv"),
+                        help="layout to write (the same images and boxes in each)")
     args = parser.parse_args(argv)
-    summary = generate_voc_dataset(args.root, args.num_images, args.num_test, args.seed, args.width, args.height,
-                                   args.min_objects, args.max_objects, args.empty_fraction, args.min_size,
-                                   args.max_size, num_workers=args.num_workers)
-    print(f"wrote {len(summary.trainval_ids)} trainval + {len(summary.test_ids)} test images, "
+    summary = generate_dataset(args.root, args.format, num_images=args.num_images, num_test=args.num_test,
+                               seed=args.seed, width=args.width, height=args.height, min_objects=args.min_objects,
+                               max_objects=args.max_objects, empty_fraction=args.empty_fraction,
+                               min_size=args.min_size, max_size=args.max_size, num_workers=args.num_workers)
+    print(f"wrote {len(summary.trainval_ids)} trainval + {len(summary.test_ids)} test images ({args.format}), "
           f"{summary.num_objects} objects, classes {', '.join(summary.class_names)}, to {summary.root}")
 
 

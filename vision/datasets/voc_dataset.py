@@ -7,29 +7,20 @@ Layout of a root:
     JPEGImages/<id>.jpg            (.jpeg/.png also found)
     labels.txt                     optional class names, comma-separated or one a line; else the 20 VOC ones
 """
-from dataclasses import dataclass
+import re
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from xml.etree import ElementTree
 
 import numpy as np
 
+from .annotated import (IMAGE_SUFFIXES, AnnotatedImageDataset, DatasetContents, ImageEntry, LoadedImage,
+                        evaluation_split_names,
+                        find_image, training_split_names, unknown_class_error)
 from .errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data  # noqa: F401 (re-export)
-from .images import apply_transforms, read_or_skip, read_rgb_image, transform_image
 from .labels import VOC_CLASS_NAMES, read_class_names
-from ..transforms.box_ops import clip_boxes, valid_box_mask
 
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp")
-_MAX_ERRORS_SHOWN = 10
-
-
-@dataclass
-class VOCAnnotation:
-    """All objects of one image. boxes float32 (n, 4) 0-based pixel corners [x1, y1, x2, y2];
-    labels int64 (n,); is_difficult uint8 (n,)."""
-    boxes: np.ndarray
-    labels: np.ndarray
-    is_difficult: np.ndarray
+_CLASS_LIST = re.compile(r".+_(train|val|trainval|test)$")
 
 
 class MalformedAnnotation(ValueError):
@@ -84,12 +75,70 @@ def parse_voc_xml(path) -> Tuple[List[str], np.ndarray, np.ndarray, Optional[Tup
     return names, boxes_array, np.array(difficult, dtype=np.uint8), size
 
 
-class VOCDataset:
+def voc_split_files(root) -> Dict[str, Path]:
+    """ImageSets/Main/<split>.txt files of a VOC root by split name, leaving out the per-class lists
+    (<class>_<split>.txt)."""
+    folder = Path(root) / "ImageSets" / "Main"
+    if not folder.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(folder.glob("*.txt")) if not _CLASS_LIST.match(path.stem)}
+
+
+def read_id_list(path: Path) -> List[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.split()[0] for line in lines if line.strip()]
+
+
+def read_voc_entry(root: Path, image_id: str, lookup: Dict[str, int], unknown: List[str]) -> ImageEntry:
+    """The ImageEntry of one id from Annotations/<id>.xml (1-based XML made 0-based); class names are
+    looked up case-insensitively in `lookup`, unknown ones appended to `unknown` as "path: 'name'"."""
+    path = root / "Annotations" / f"{image_id}.xml"
+    image_path = find_image(root / "JPEGImages" / image_id)
+    try:
+        names, boxes, difficult, size = parse_voc_xml(path)
+    except MalformedAnnotation as error:
+        return ImageEntry(image_id, image_path, path, *ImageEntry.empty_arrays(), malformed=str(error))
+    labels = np.array([lookup.get(name.lower(), -1) for name in names], dtype=np.int64)
+    unknown.extend(f"{path}: {names[i]!r}" for i in np.flatnonzero(labels < 0))
+    return ImageEntry(image_id, image_path, path, boxes, labels, difficult, size)
+
+
+def voc_class_names(root: Path, label_file=None) -> Tuple[Optional[Path], Tuple[str, ...]]:
+    """(the label file used or None, class names): label_file, else <root>/labels.txt, else the 20 VOC classes."""
+    if label_file is None and (root / "labels.txt").is_file():
+        label_file = root / "labels.txt"
+    if label_file is None:
+        return None, VOC_CLASS_NAMES
+    return Path(label_file), tuple(read_class_names(label_file))
+
+
+def read_voc(root, label_file=None) -> DatasetContents:
+    """Every split of a VOC root (each ImageSets/Main/<split>.txt) with the annotations of all their ids.
+    Notes list XML files without an image and images without an XML."""
+    root = Path(root)
+    splits = {name: read_id_list(path) for name, path in voc_split_files(root).items()}
+    if not splits:
+        raise DatasetError(f"VOC root {root}: no image list in {root / 'ImageSets' / 'Main'}")
+    _, class_names = voc_class_names(root, label_file)
+    lookup = {name.lower(): index for index, name in enumerate(class_names)}
+    unknown: List[str] = []
+    ids = list(dict.fromkeys(image_id for split_ids in splits.values() for image_id in split_ids))
+    images = {image_id: read_voc_entry(root, image_id, lookup, unknown) for image_id in ids}
+    notes = []
+    xml_stems = {path.stem for path in (root / "Annotations").glob("*.xml")}
+    image_stems = {path.stem for path in (root / "JPEGImages").glob("*") if path.suffix.lower() in IMAGE_SUFFIXES}
+    notes += [f"{root / 'Annotations' / stem}.xml: annotation without an image" for stem in sorted(xml_stems - image_stems)]
+    notes += [f"{root / 'JPEGImages' / stem}: image without an annotation file" for stem in sorted(image_stems - xml_stems)]
+    return DatasetContents("voc", root, class_names, images, splits, unknown, notes)
+
+
+class VOCDataset(AnnotatedImageDataset):
     """A VOC-format root, with every annotation parsed and checked at construction and kept in memory.
 
     VOCDataset(root, transform=None, target_transform=None, is_test=False, keep_difficult=False,
                label_file=None)
-      is_test: read ImageSets/Main/test.txt, else trainval.txt (either falls back to default.txt).
+      is_test: read ImageSets/Main/test.txt, else trainval.txt (either falls back to default.txt, then to
+        the splits that vision.datasets.annotated's rule picks, e.g. train2017.txt after a conversion).
       keep_difficult: keep objects flagged <difficult>1 in __getitem__ (they are always in get_annotation).
       label_file: class names file; default <root>/labels.txt if present, else the 20 VOC classes.
 
@@ -97,128 +146,76 @@ class VOCDataset:
     XML class names are matched case-insensitively. An unknown class name raises DatasetError naming the
     file(s) and class(es) here, before training starts.
 
-    dataset[i] -> (image, boxes, labels), or None for a bad sample (unreadable or corrupt image, malformed
-    or missing XML): a BadDataWarning names the file and the collate functions in
-    vision.datasets.collation drop and count it. Without transforms: image RGB uint8 (H, W, 3); boxes
-    float32 (n, 4) 0-based pixel corners, clipped to the image (boxes left without area are dropped with
-    a warning); labels int64 (n,). n may be 0. Then transform(image, boxes, labels) and
-    target_transform(boxes, labels) when given.
+    Samples as vision.datasets.annotated.AnnotatedImageDataset: dataset[i] -> (image RGB uint8, boxes
+    float32 (n, 4) 0-based pixel corners clipped to the image, labels int64), or None for a bad sample
+    (unreadable image, malformed or missing XML) after a BadDataWarning naming the file.
     """
+
+    _display_offset = 1.0
 
     def __init__(self, root, transform=None, target_transform=None, is_test=False, keep_difficult=False,
                  label_file=None):
         self.root = Path(root)
-        self.transform = transform
-        self.target_transform = target_transform
         self.is_test = is_test
-        self.keep_difficult = keep_difficult
-        self.ids = self._read_ids()
-        if label_file is None and (self.root / "labels.txt").is_file():
-            label_file = self.root / "labels.txt"
-        self.label_file = Path(label_file) if label_file is not None else None
-        self.class_names = tuple(read_class_names(label_file)) if label_file is not None else VOC_CLASS_NAMES
+        ids = self._read_ids()
+        self.label_file, self.class_names = voc_class_names(self.root, label_file)
         self.class_dict = {name: index for index, name in enumerate(self.class_names)}
-        self._annotations: Dict[str, Optional[VOCAnnotation]] = self._read_annotations()
+        lookup = {name.lower(): index for index, name in enumerate(self.class_names)}
+        unknown: List[str] = []
+        entries = [read_voc_entry(self.root, image_id, lookup, unknown) for image_id in ids]
+        if unknown:
+            source = self.label_file or "the 20 VOC classes (no labels.txt)"
+            raise unknown_class_error(f"VOC root {self.root}", unknown, str(source), self.class_names)
+        self._load(entries, transform, target_transform, keep_difficult)
 
     def _read_ids(self) -> List[str]:
         split_dir = self.root / "ImageSets" / "Main"
         candidates = [split_dir / ("test.txt" if self.is_test else "trainval.txt"), split_dir / "default.txt"]
         for path in candidates:
             if path.is_file():
-                lines = path.read_text(encoding="utf-8").splitlines()
-                return [line.split()[0] for line in lines if line.strip()]
+                return read_id_list(path)
+        files = voc_split_files(self.root)
+        chosen = (evaluation_split_names if self.is_test else training_split_names)(list(files))
+        if chosen:
+            return list(dict.fromkeys(image_id for name in chosen for image_id in read_id_list(files[name])))
         raise DatasetError(f"VOC root {self.root}: no image list; looked for "
                            + " and ".join(str(path) for path in candidates))
 
     def _annotation_path(self, image_id: str) -> Path:
         return self.root / "Annotations" / f"{image_id}.xml"
 
-    def _read_annotations(self) -> Dict[str, Optional[VOCAnnotation]]:
-        lookup = {name.lower(): index for index, name in enumerate(self.class_names)}
-        annotations: Dict[str, Optional[VOCAnnotation]] = {}
-        unknown = []  # (xml path, class name)
-        for image_id in self.ids:
-            path = self._annotation_path(image_id)
-            try:
-                names, boxes, difficult, size = parse_voc_xml(path)
-            except MalformedAnnotation as error:
-                warn_bad_data(f"skipping image {image_id}: annotation {path} is malformed or missing ({error})")
-                annotations[image_id] = None
-                continue
-            labels = np.array([lookup.get(name.lower(), -1) for name in names], dtype=np.int64)
-            unknown.extend((path, names[i]) for i in np.flatnonzero(labels < 0))
-            if size is not None:
-                clip_boxes(boxes, *size)
-            keep = valid_box_mask(boxes)
-            if not keep.all():
-                dropped = ", ".join(f"{names[i]} {np.round(boxes[i] + 1, 1).tolist()}" for i in np.flatnonzero(~keep))
-                warn_bad_data(f"{path}: dropped {int((~keep).sum())} box(es) with no area after clipping to the "
-                              f"image (xmin, ymin, xmax, ymax): {dropped}")
-            annotations[image_id] = VOCAnnotation(boxes[keep], labels[keep], difficult[keep])
-        if unknown:
-            source = self.label_file or "the 20 VOC classes (no labels.txt)"
-            shown = "; ".join(f"{path}: {name!r}" for path, name in unknown[:_MAX_ERRORS_SHOWN])
-            more = f" (and {len(unknown) - _MAX_ERRORS_SHOWN} more)" if len(unknown) > _MAX_ERRORS_SHOWN else ""
-            raise DatasetError(f"VOC root {self.root}: {len(unknown)} object(s) have a class name not in "
-                               f"{source} {list(self.class_names)}: {shown}{more}")
-        return annotations
 
-    def __len__(self) -> int:
-        return len(self.ids)
+def _coordinate_text(value: float) -> str:
+    """A 0-based float32 coordinate as VOC's 1-based text; exact (whole numbers without a decimal point)."""
+    value = float(value) + 1
+    return str(int(value)) if value.is_integer() else repr(value)
 
-    def __getitem__(self, index):
-        image_id = self.ids[index]
-        annotation = self._annotations[image_id]
-        if annotation is None:
-            warn_bad_data(f"skipping image {image_id}: annotation {self._annotation_path(image_id)} is malformed")
-            return None
-        image = read_or_skip(self._read_image, image_id)
-        if image is None:
-            return None
-        keep = slice(None) if self.keep_difficult else annotation.is_difficult == 0
-        boxes, labels = annotation.boxes[keep].copy(), annotation.labels[keep].copy()
-        height, width = image.shape[:2]
-        clip_boxes(boxes, width, height)
-        valid = valid_box_mask(boxes)
-        if not valid.all():
-            warn_bad_data(f"{self._annotation_path(image_id)}: dropped {int((~valid).sum())} box(es) that lie "
-                          f"outside the {width}x{height} image")
-            boxes, labels = boxes[valid], labels[valid]
-        return apply_transforms(self.transform, self.target_transform, image, boxes, labels)
 
-    def get_image(self, index):
-        """The image of sample `index` after `transform` (called with the image alone), or None with a
-        BadDataWarning for a bad sample."""
-        image_id = self.ids[index]
-        if self._annotations[image_id] is None:
-            warn_bad_data(f"skipping image {image_id}: annotation {self._annotation_path(image_id)} is malformed")
-            return None
-        return transform_image(self.transform, read_or_skip(self._read_image, image_id))
+def write_voc(contents: DatasetContents, destination: Path, loaded: Dict[str, LoadedImage], place) -> None:
+    """Write JPEGImages/<id><suffix> (through ``place``), Annotations/<id>.xml (1-based, exact: the loader
+    gives back the same float32 boxes), ImageSets/Main/<split>.txt for every split and labels.txt."""
+    from .labels import store_labels
 
-    def get_annotation(self, index):
-        """(image_id, (boxes float32 (n, 4) 0-based pixel corners, labels int64 (n,), is_difficult uint8
-        (n,))) with every object, difficult ones included; no image is read. For a malformed XML the
-        arrays are empty (get_image and __getitem__ give None for it, so evaluation skips it)."""
-        image_id = self.ids[index]
-        annotation = self._annotations[image_id]
-        if annotation is None:
-            return image_id, (np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.uint8))
-        return image_id, (annotation.boxes.copy(), annotation.labels.copy(), annotation.is_difficult.copy())
-
-    def is_bad_annotation(self, index) -> bool:
-        """True when sample `index` had a malformed or missing XML (it is skipped)."""
-        return self._annotations[self.ids[index]] is None
-
-    def image_path(self, image_id: str) -> Path:
-        path = self.root / "JPEGImages" / f"{image_id}.jpg"
-        if path.is_file():
-            return path
-        for suffix in _IMAGE_SUFFIXES:
-            candidate = path.with_suffix(suffix)
-            if candidate.is_file():
-                return candidate
-        return path
-
-    def _read_image(self, image_id: str) -> np.ndarray:
-        """RGB uint8 (H, W, 3); raises BadImageError naming the file if it is missing or corrupt."""
-        return read_rgb_image(self.image_path(image_id))
+    for image_id, image in loaded.items():
+        place(image.path, destination / "JPEGImages" / (image_id + image.path.suffix))
+        annotation = ElementTree.Element("annotation")
+        ElementTree.SubElement(annotation, "filename").text = image_id + image.path.suffix
+        size = ElementTree.SubElement(annotation, "size")
+        for tag, value in (("width", image.size[0]), ("height", image.size[1]), ("depth", 3)):
+            ElementTree.SubElement(size, tag).text = str(value)
+        for box, label, flag in zip(image.boxes.tolist(), image.labels.tolist(), image.is_difficult.tolist()):
+            element = ElementTree.SubElement(annotation, "object")
+            ElementTree.SubElement(element, "name").text = contents.class_names[label]
+            ElementTree.SubElement(element, "difficult").text = str(int(flag))
+            bndbox = ElementTree.SubElement(element, "bndbox")
+            for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box):
+                ElementTree.SubElement(bndbox, tag).text = _coordinate_text(value)
+        ElementTree.indent(annotation, space="\t")
+        path = destination / "Annotations" / f"{image_id}.xml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(ElementTree.tostring(annotation, encoding="utf-8") + b"\n")
+    split_folder = destination / "ImageSets" / "Main"
+    split_folder.mkdir(parents=True, exist_ok=True)
+    for split, ids in contents.splits.items():
+        (split_folder / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids if i in loaded), encoding="utf-8")
+    store_labels(destination / "labels.txt", contents.class_names)

@@ -62,29 +62,51 @@ def to_coco_ground_truth(records: EvalRecords, class_names: Sequence[str]) -> di
     }
 
 
-def score_coco(records: EvalRecords, class_names: Sequence[str]) -> COCOResult:
+def score_coco(records: EvalRecords, class_names: Sequence[str], ground_truth=None) -> COCOResult:
     """COCO bbox metrics of the records (class_names: BACKGROUND first). pycocotools' own prints are
-    swallowed so that the evaluation's stdout keeps its shape."""
+    swallowed so that the evaluation's stdout keeps its shape.
+
+    ground_truth: None to score against the records' ground truth; or a
+    vision.datasets.coco.COCOGroundTruth (the data set's original instances JSON, the COCO image id of
+    each data set image id and the category id of each label), so that the figures equal the official
+    tools' on that file (its iscrowd and area fields included), over the evaluated images only.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     num_classes = len(class_names) - 1
     keep = (records.det_labels >= 1) & (records.det_labels <= num_classes)
-    detections = np.concatenate(
-        [
-            records.det_image[keep, None].astype(np.float64),
-            _xywh(records.det_boxes[keep]),
-            records.det_scores[keep, None].astype(np.float64),
-            records.det_labels[keep, None].astype(np.float64),
-        ],
-        axis=1,
-    )
+    image_column = records.det_image[keep].astype(np.int64)
+    label_column = records.det_labels[keep].astype(np.int64)
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = to_coco_ground_truth(records, class_names)
-        coco_gt.createIndex()
+        if ground_truth is None:
+            coco_gt = COCO()
+            coco_gt.dataset = to_coco_ground_truth(records, class_names)
+            coco_gt.createIndex()
+            image_ids = list(range(records.num_images))
+            category_ids = list(range(1, num_classes + 1))
+        else:
+            coco_gt = COCO(str(ground_truth.annotation_file))
+            coco_of_image = np.array([ground_truth.image_ids[image_id] for image_id in records.image_ids], np.int64)
+            image_ids = coco_of_image.tolist()
+            category_ids = [ground_truth.category_ids[label] for label in range(1, num_classes + 1)]
+            if any(category is None for category in category_ids):
+                missing = [class_names[k + 1] for k, category in enumerate(category_ids) if category is None]
+                raise ValueError(f"{ground_truth.annotation_file}: no category for the class(es) {missing}")
+            image_column = coco_of_image[image_column] if image_column.size else image_column
+            label_column = np.array([0] + category_ids, np.int64)[label_column]
+        detections = np.concatenate(
+            [
+                image_column[:, None].astype(np.float64),
+                _xywh(records.det_boxes[keep]),
+                records.det_scores[keep, None].astype(np.float64),
+                label_column[:, None].astype(np.float64),
+            ],
+            axis=1,
+        )
         evaluator = COCOeval(coco_gt, _load_detections(coco_gt, detections), iouType="bbox")
-        evaluator.params.catIds = list(range(1, num_classes + 1))
+        evaluator.params.catIds = category_ids
+        evaluator.params.imgIds = image_ids
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-DATASET_TYPES = ("voc", "open_images")
+DATASET_TYPES = ("voc", "open_images", "coco", "yolo", "csv", "auto")  # vision.datasets.factory's
 
 
 @dataclass
@@ -35,22 +35,18 @@ class EvalSample:
 
 
 def open_dataset(dataset_type: str, root: str | Path, label_file: str | Path | None = None):
-    """The test split of a VOC-layout or Open Images data set, without transforms (as the original).
+    """The evaluation split of a data set, without transforms (as the original), difficult / crowd
+    boxes kept in the annotations.
 
-    VOC: ``VOCDataset(root, is_test=True)`` (ImageSets/Main/test.txt, difficult boxes kept in the
-    annotations); Open Images: ``OpenImagesDataset(root, dataset_type="test")``. label_file: the model's
-    class names, so that the data set's label indices are the model's (default: the data set's own:
-    <root>/labels.txt or the 20 VOC classes; Open Images: the training CSV's classes).
+    dataset_type: voc (ImageSets/Main/test.txt), open_images (the "test" split), coco, yolo, csv (their
+    *test* split, else *val*), or auto (detected from the root). label_file: the model's class names, so
+    that the data set's label indices are the model's (default: the data set's own).
     """
-    if dataset_type == "voc":
-        from vision.datasets.voc_dataset import VOCDataset
+    from vision.datasets.factory import open_one
 
-        return VOCDataset(str(root), is_test=True, label_file=label_file)
-    if dataset_type == "open_images":
-        from vision.datasets.open_images import OpenImagesDataset
-
-        return OpenImagesDataset(str(root), dataset_type="test", label_file=label_file)
-    raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got {dataset_type!r}")
+    if dataset_type not in DATASET_TYPES:
+        raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got {dataset_type!r}")
+    return open_one(dataset_type, str(root), is_test=True, label_file=label_file)
 
 
 def read_label_file(path: str | Path) -> list[str]:

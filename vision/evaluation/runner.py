@@ -77,12 +77,14 @@ def score(
     metric: str = "voc",
     iou_threshold: float = 0.5,
     use_2007_metric: bool = True,
+    coco_ground_truth=None,
 ) -> tuple[VOCResult | None, COCOResult | None]:
-    """Score gathered records by the chosen metric ("voc": iou_threshold and use_2007_metric apply)."""
+    """Score gathered records by the chosen metric ("voc": iou_threshold and use_2007_metric apply;
+    "coco": against coco_ground_truth, the data set's original JSON, when given)."""
     if metric == "voc":
         return score_voc(records, class_names, iou_threshold, use_2007_metric), None
     if metric == "coco":
-        return None, score_coco(records, class_names)
+        return None, score_coco(records, class_names, coco_ground_truth)
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
@@ -116,7 +118,9 @@ def evaluate(
                            total=len(dataset))
     records = collector.records()
     start = time.perf_counter()
-    voc, coco = score(records, class_names, metric, iou_threshold, use_2007_metric)
+    # A COCO data set is scored against its original JSON, so the figures equal the official tools'.
+    coco_ground_truth = getattr(dataset, "coco_ground_truth", None) if metric == "coco" else None
+    voc, coco = score(records, class_names, metric, iou_threshold, use_2007_metric, coco_ground_truth)
     scoring_seconds = time.perf_counter() - start
     return Evaluation(list(class_names), metric, records, timing, scoring_seconds, voc, coco)
 
