@@ -25,8 +25,6 @@ import numpy as np
 import pytest
 import torch
 
-from vision.datasets.synthetic import render_image
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "tests" / "data"
 SHARED = Path(os.environ.get("SSD_SHARED_DIR") or REPO_ROOT.parent / "shared")
@@ -83,6 +81,8 @@ def reference_photos_present() -> bool:
 def _generated_photo_dir() -> Path:
     """A folder (removed at exit) holding one generated JPEG per reference photo, of the same size:
     ``generated-<stem>.jpg``."""
+    from vision.datasets.synthetic import render_image
+
     folder = Path(tempfile.mkdtemp(prefix="ssd-test-photos-"))
     atexit.register(shutil.rmtree, folder, True)
     for index, (name, (width, height)) in enumerate(PHOTO_SIZES.items()):

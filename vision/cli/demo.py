@@ -3,16 +3,18 @@
 1. generate a small synthetic VOC-format data set of shapes;
 2. train the fastest net on it for a few minutes on the CPU (``train_ssd.py``);
 3. evaluate it on the test split (``eval_ssd.py``);
-4. detect objects in a test image and in the reference photos (``run_ssd_example.py``);
+4. detect objects in a test image and in two photos (``run_ssd_example.py``);
 5. export it to ONNX and check the file in ONNX Runtime and OpenCV DNN (``convert_to_caffe2_models.py``);
-6. time the predictor on the reference photos.
+6. time the predictor on the photos.
 
+The photos are the two reference photographs when the shared folder has them (``$SSD_SHARED_DIR``, by
+default ``../shared`` beside the checkout: ``reference/images/*.jpg``), else two more generated test
+images: the demo needs nothing beside the repository. ``--last_step`` stops early (a quick check).
 Every output goes under ``--output`` (default ``demo_output/``); the end of the run lists where.
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import importlib
 import importlib.util
 import os
@@ -28,8 +30,16 @@ from vision.datasets.synthetic import generate_voc_dataset
 from vision.ssd.registry import create_net, create_predictor
 
 NET = "mb1-ssd-lite"
-SHARED = Path(os.environ.get("SSD_SHARED_DIR", Path(__file__).resolve().parents[2].parent / "shared"))
+SHARED = Path(os.environ.get("SSD_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared")
 REFERENCE_IMAGES = SHARED / "reference" / "images"
+LAST_STEP = 6
+
+
+def demo_photos(data: Path, test_ids: List[str]) -> List[Path]:
+    """The photos of steps 4 and 6: the reference photographs (``REFERENCE_IMAGES/*.jpg``) when present,
+    else the 2nd and 3rd test images of the generated data set at ``data``."""
+    found = sorted(REFERENCE_IMAGES.glob("*.jpg")) if REFERENCE_IMAGES.is_dir() else []
+    return found or [data / "JPEGImages" / f"{image_id}.jpg" for image_id in test_ids[1:3]]
 
 
 def banner(text: str) -> None:
@@ -70,6 +80,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--output", default="demo_output", help="folder for everything the demo writes")
     parser.add_argument("--num_images", type=int, default=320, help="synthetic trainval images")
     parser.add_argument("--num_epochs", type=int, default=4, help="training epochs (a few minutes on 2 CPU cores)")
+    parser.add_argument("--last_step", type=int, default=LAST_STEP, choices=range(1, LAST_STEP + 1),
+                        help="stop after this step (1: data, 2: training, 3: evaluation, 4: detection, 5: export)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     output = Path(args.output)
@@ -82,6 +94,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"wrote {len(summary.trainval_ids)} trainval + {len(summary.test_ids)} test images with "
               f"{summary.num_objects} objects of classes {', '.join(summary.class_names)}")
     print(f"data set: {data}")
+    if args.last_step == 1:
+        return list_outputs(output)
 
     banner(f"2. train {NET} on the CPU")
     # Without augmentation: the synthetic test split comes from the training distribution, and a few
@@ -95,22 +109,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     ])
     model = max(checkpoints.glob(f"{NET}-Epoch-*.pth"), key=os.path.getmtime)
     labels = checkpoints / "labels.txt"
+    if args.last_step == 2:
+        return list_outputs(output)
 
     banner("3. evaluate on the test split")
     run_cli("vision.cli.eval_ssd", ["--net", NET, "--trained_model", str(model), "--dataset", str(data),
                                     "--label_file", str(labels), "--eval_dir", str(eval_dir), "--use_cuda", "false"])
+    if args.last_step == 3:
+        return list_outputs(output)
 
     test_ids = (data / "ImageSets" / "Main" / "test.txt").read_text().split()
     test_image = data / "JPEGImages" / f"{test_ids[0]}.jpg"
+    photos = demo_photos(data, test_ids)
     example = importlib.util.find_spec("vision.cli.run_ssd_example")
     if example is not None:
         banner("4. detect objects in images")
         # A few minutes of training give modest scores: show what passes 0.25 rather than the default 0.4.
         run_cli("vision.cli.run_ssd_example", [NET, str(model), str(labels), str(test_image), "--prob_threshold", "0.25",
                                                "--output", str(detections / f"{test_image.stem}_ssd.jpg")])
-        if REFERENCE_IMAGES.is_dir():
-            run_cli("vision.cli.run_ssd_example", [NET, str(model), str(labels), str(REFERENCE_IMAGES),
-                                                   "--output", str(detections)])
+        run_cli("vision.cli.run_ssd_example", [NET, str(model), str(labels), *map(str, photos), "--output", str(detections)])
+    if args.last_step == 4:
+        return list_outputs(output)
     if importlib.util.find_spec("vision.cli.convert_to_caffe2_models") is not None:
         banner("5. export to ONNX and check it")
         onnx_model = output / f"{NET}.onnx"
@@ -121,11 +140,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                "--json", str(output / "detections_onnx.json")])
         run_cli("vision.cli.convert_to_caffe2_models", [NET, str(model), str(labels), "--with_postprocess", "--dynamic_batch",
                                                         "--output", str(output / f"{NET}-nms.onnx")])
+    if args.last_step == 5:
+        return list_outputs(output)
 
     banner("6. predictor timings (CPU)")
-    photos = sorted(Path(p) for p in glob.glob(str(REFERENCE_IMAGES / "*.jpg"))) or [test_image]
     time_predictor(model, labels, photos)
+    return list_outputs(output)
 
+
+def list_outputs(output: Path) -> int:
+    """Print where the demo's outputs under ``output`` are (those written so far); returns 0."""
+    data, checkpoints, eval_dir, detections = output / "data", output / "checkpoints", output / "eval", output / "detections"
+    models = sorted(checkpoints.glob(f"{NET}-Epoch-*.pth"), key=os.path.getmtime)
+    model = models[-1] if models else checkpoints / f"{NET}-Epoch-*.pth"
     banner("where everything went")
     for label, path in [("synthetic data set", data), ("checkpoints and labels.txt", checkpoints), ("trained model", model),
                         ("evaluation (det_test_*.txt, summary.json, PR plots)", eval_dir),
