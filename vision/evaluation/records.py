@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Hashable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -98,8 +98,3 @@ def _repeat_index(entries: list, count) -> np.ndarray:
         np.asarray([entry[0] for entry in entries], dtype=np.int64),
         np.asarray([count(entry) for entry in entries], dtype=np.int64),
     )
-
-
-def image_ids_of(records: EvalRecords, image_indices: np.ndarray) -> list[Hashable]:
-    """Data set ids for an array of image indices."""
-    return [records.image_ids[i] for i in np.asarray(image_indices).tolist()]

@@ -65,17 +65,6 @@ def write_detection_files(eval_dir: str | Path, records: EvalRecords, class_name
     return paths
 
 
-def read_detection_file(path: str | Path) -> list[tuple]:
-    """Parse a det_test file back into ``(image_id, score, x1, y1, x2, y2)`` tuples, 0-based boxes."""
-    detections = []
-    with open(path) as file:
-        for line in file:
-            fields = line.split()
-            if fields:
-                detections.append((fields[0], float(fields[1]), *(float(v) - 1.0 for v in fields[2:6])))
-    return detections
-
-
 def _json_number(value: float):
     return None if value is None or math.isnan(value) else float(value)
 

@@ -44,9 +44,3 @@ def barrier(context: DistributedContext) -> None:
 def shutdown(context: DistributedContext) -> None:
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def all_reduce_sum(value: torch.Tensor, context: DistributedContext) -> torch.Tensor:
-    if context.enabled:
-        dist.all_reduce(value)
-    return value
