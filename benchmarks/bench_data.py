@@ -3,7 +3,7 @@ torchvision.transforms.v2, per step and end to end, on one CPU thread (as in a d
 
     python benchmarks/bench_data.py [--images DIR] [--size 300] [--repeats 3]
 
-Images: the genuine VOC sample (shared/datasets/voc2007-sample beside the checkout) when found, else
+Images: the genuine VOC sample ($SSD_SHARED_DIR/datasets/voc2007-sample, by default ../shared beside the checkout) when found, else
 synthetic VOC images generated into a temporary folder. Prints milliseconds per image and images/s.
 """
 import argparse
@@ -21,19 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.inputs import voc_sample_root  # noqa: E402
 from vision.datasets.voc_dataset import VOCDataset  # noqa: E402
 from vision.transforms import augmentation as steps  # noqa: E402
 from vision.transforms.pipelines import ResizeNormalize, TrainAugmentation, to_relative_boxes  # noqa: E402
 
 MEAN, STD = 127.0, 128.0
-
-
-def find_sample_root():
-    here = Path(__file__).resolve().parents[1]
-    for candidate in (here.parent / "shared/datasets/voc2007-sample", Path("/work/shared/datasets/voc2007-sample")):
-        if (candidate / "Annotations").is_dir():
-            return candidate
-    return None
 
 
 def load_samples(root):
@@ -116,7 +109,7 @@ def main():
     np.random.seed(0)
     torch.manual_seed(0)
 
-    root = args.images or find_sample_root()
+    root = args.images or voc_sample_root()
     temporary = None
     if root is None:
         from vision.datasets.synthetic import generate_voc_dataset

@@ -1,7 +1,7 @@
 """ONNX Runtime against eager PyTorch, end to end (``predict``: preprocess, forward, NMS), for every net type.
 
 Weights: the deterministic ones of vision/utils/reference_weights.py (21 VOC classes); image: the VOC photo
-000138.jpg (replicated for batch 8). Each net is exported with a free batch axis twice: plain (NMS in
+000138.jpg (replicated for batch 8; a generated 500x332 picture without the shared folder, see benchmarks/inputs.py). Each net is exported with a free batch axis twice: plain (NMS in
 numpy inside ``OnnxPredictor``) and ``--with_postprocess`` (NMS in the graph). Prints a markdown table:
 latency per image at batch 1 (median ms) and throughput at batch 8 (images/s), CPU; optionally the
 forward pass alone in OpenCV DNN at batch 1.
@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.inputs import benchmark_photo  # noqa: E402
 from vision.export.onnx_export import export_onnx  # noqa: E402
 from vision.export.onnx_predictor import OnnxPredictor  # noqa: E402
 from vision.ssd.registry import NET_TYPES, create_net, create_predictor  # noqa: E402
@@ -33,7 +34,6 @@ from vision.utils.labels import read_label_file  # noqa: E402
 from vision.utils.reference_weights import load_deterministic_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTO = ROOT.parent / "shared" / "reference" / "images" / "000138.jpg"
 LABELS = ROOT / "models" / "voc-model-labels.txt"
 
 
@@ -79,12 +79,12 @@ def main() -> None:
     parser.add_argument("--opencv", action="store_true", help="also time the forward pass in OpenCV DNN")
     args = parser.parse_args()
 
-    image = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
+    photo_name, image = benchmark_photo()
     class_names = read_label_file(LABELS)
     cpu = platform.processor() or platform.machine()
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__} "
           f"(CPUExecutionProvider), OpenCV {cv2.__version__}; {cpu}, {os.cpu_count()} logical CPUs; "
-          f"image {PHOTO.name} {image.shape[1]}x{image.shape[0]}; prob_threshold {args.threshold}; "
+          f"image {photo_name} {image.shape[1]}x{image.shape[0]}; prob_threshold {args.threshold}; "
           f"median of {args.repeats} runs\n")
     header = ("| net | PyTorch ms/img (b1) | ORT ms/img (b1) | speed-up | ORT+NMS graph ms/img (b1) | "
               "PyTorch img/s (b8) | ORT img/s (b8) | ORT+NMS graph img/s (b8) | detections/img (PyTorch, ORT, graph) |")

@@ -1,7 +1,7 @@
 """Predictor latency per image, split into preprocess / forward / postprocess, for every net type.
 
 Weights: the deterministic ones of vision/utils/reference_weights.py; image: the VOC photo 000138.jpg
-(replicated for batch 8). Prints a markdown table; ``--original`` adds the original toolkit's
+(replicated for batch 8; a generated 500x332 picture without the shared folder, see benchmarks/inputs.py). Prints a markdown table; ``--original`` adds the original toolkit's
 one-image-at-a-time predictor (per-class Python NMS loop) on the same machine as the baseline.
 
     python benchmarks/bench_predict.py [--nets mb1-ssd mb2-ssd-lite] [--repeats 5] [--original]
@@ -9,24 +9,21 @@ one-image-at-a-time predictor (per-class Python NMS loop) on the same machine as
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import cv2
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.inputs import benchmark_photo  # noqa: E402
 from benchmarks.original_predictor import original_predict  # noqa: E402
 from vision.ssd.registry import NET_TYPES, create_net, create_predictor  # noqa: E402
 from vision.utils.reference_weights import load_deterministic_weights  # noqa: E402
 
-SHARED = Path(os.environ.get("SSD_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
-PHOTO = SHARED / "reference" / "images" / "000138.jpg"
 
 
 def _sync(device: torch.device) -> None:
@@ -83,11 +80,11 @@ def main() -> None:
     parser.add_argument("--original", action="store_true", help="also time the original's predictor (batch 1)")
     args = parser.parse_args()
 
-    image = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
+    photo_name, image = benchmark_photo()
     device_names = {"cpu": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}
     if torch.cuda.is_available():
         device_names["cuda"] = torch.cuda.get_device_name(0)
-    print(f"torch {torch.__version__}; image {PHOTO.name} {image.shape[1]}x{image.shape[0]}; "
+    print(f"torch {torch.__version__}; image {photo_name} {image.shape[1]}x{image.shape[0]}; "
           f"devices: {', '.join(f'{k}={v}' for k, v in device_names.items() if k in args.devices)}\n")
     header = "| net | device | threshold | batch | preprocess ms | forward ms | postprocess ms | total ms/img | detections/img |"
     if args.original:
