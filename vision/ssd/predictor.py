@@ -9,7 +9,10 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from vision.ssd.fusion import FusedNetCache
 from vision.utils import box_utils
+from vision.utils.image_size import as_width_height
+from vision.utils.nms import padded_hard_nms_original
 
 Detections = Tuple[Tensor, Tensor, Tensor]
 
@@ -25,18 +28,26 @@ class Predictor:
     (``filter_threshold`` when None or 0), the ``candidate_size`` best, hard NMS at ``iou_threshold``
     (or Gaussian soft-NMS with ``sigma`` when ``nms_method == "soft"``), at most ``top_k`` kept (all when
     -1). All of it runs batched on the net's device: no Python loop over classes, boxes or images.
+
+    Hard NMS decides exactly as the original (``exact_original_nms=True``, the default): candidates ranked
+    by score (equal scores: lower prior index first), the original's IoU with its ``1e-5`` in the union
+    (0..1 units), a box kept when its IoU with every kept better box is ``<= iou_threshold``; see
+    ``vision.utils.nms``. ``exact_original_nms=False`` uses ``torchvision.ops.batched_nms`` instead
+    (epsilon-free IoU), for net types whose reference is torchvision.
     """
 
-    def __init__(self, net: torch.nn.Module, size: int, mean: Union[float, Sequence[float]] = 0.0, std: float = 1.0,
+    def __init__(self, net: torch.nn.Module, size: Union[int, Tuple[int, int]], mean: Union[float, Sequence[float]] = 0.0, std: float = 1.0,
                  nms_method: Optional[str] = None, iou_threshold: float = 0.45, filter_threshold: float = 0.01,
-                 candidate_size: int = 200, sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None):
+                 candidate_size: int = 200, sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None,
+                 exact_original_nms: bool = True):
         if nms_method not in (None, "hard", "soft"):
             raise ValueError(f"nms_method must be 'hard' or 'soft', got {nms_method!r}")
         self.net = net
         self.device = torch.device(device) if device is not None else next(net.parameters()).device
         self.net.to(self.device)
         self.net.eval()
-        self.size = int(size)
+        # (width, height) of the net's input; an int is a square, as the original's ``size``.
+        self.size = as_width_height(size)
         mean_values = np.broadcast_to(np.asarray(mean, dtype=np.float32), (3,))
         self.mean = torch.tensor(mean_values, device=self.device).view(1, 3, 1, 1)
         self.std = float(std)
@@ -45,11 +56,17 @@ class Predictor:
         self.filter_threshold = filter_threshold
         self.candidate_size = candidate_size
         self.sigma = sigma
+        self.exact_original_nms = exact_original_nms
+        # None: on a CPU, an is_test net runs as a copy with BatchNorm folded into its convolutions
+        # (vision.ssd.fusion; the net itself is untouched, detections within 1e-5). True/False force it.
+        self.fuse_batchnorm: Optional[bool] = None
+        self._fused = FusedNetCache()
 
     @classmethod
     def from_config(cls, net: torch.nn.Module, config, candidate_size: int = 200, nms_method: Optional[str] = None,
                     sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None) -> "Predictor":
-        """A predictor with the image size, mean, std and NMS IoU of a ``vision.ssd.config`` module."""
+        """A predictor with the image size, mean, std and NMS IoU of ``config`` (an ``SSDConfig``, usually
+        ``net.config``; a ``vision.ssd.config`` module also works)."""
         return cls(net, config.image_size, config.image_mean, config.image_std, nms_method=nms_method,
                    iou_threshold=config.iou_threshold, candidate_size=candidate_size, sigma=sigma, device=device)
 
@@ -72,22 +89,29 @@ class Predictor:
     def preprocess(self, images: Sequence[np.ndarray]) -> Tensor:
         """Resize each uint8 image to the net's size with ``cv2.resize`` (INTER_LINEAR, as the original:
         another resize changes detections), then ``(x - mean) / std`` on the device.
-        Returns float32 ``(N, 3, size, size)``."""
+        Returns float32 ``(N, 3, height, width)`` for ``size`` ``(width, height)``."""
         resized = []
         for index, image in enumerate(images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
                 raise ValueError(f"image {index}: expected an RGB uint8 array of shape (H, W, 3), got {described}")
-            resized.append(cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR))
+            resized.append(cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR))
         batch = torch.from_numpy(np.stack(resized)).to(self.device, non_blocking=True)
         batch = batch.permute(0, 3, 1, 2).float()
         return (batch - self.mean) / self.std
+
+    def inference_net(self) -> torch.nn.Module:
+        """The module ``forward`` runs: the net, or its BatchNorm-folded copy (see ``fuse_batchnorm``)."""
+        fuse = self.fuse_batchnorm
+        if fuse is None:
+            fuse = self.device.type == "cpu" and bool(getattr(self.net, "is_test", False))
+        return self._fused.get(self.net) if fuse and not self.net.training else self.net
 
     @torch.no_grad()
     def forward(self, batch: Tensor) -> Tuple[Tensor, Tensor]:
         """Net forward: ``(scores (N, P, C) softmaxed, boxes (N, P, 4) corner form 0..1)``; decodes
         here when the net was built with ``is_test=False``."""
-        first, second = self.net(batch)
+        first, second = self.inference_net()(batch)
         if getattr(self.net, "is_test", True):
             return first, second
         config = self.net.config
@@ -106,20 +130,19 @@ class Predictor:
         if self.nms_method == "soft":
             image_index, prior_index, class_index = (class_scores > threshold).nonzero(as_tuple=True)
             candidate_scores = class_scores[image_index, prior_index, class_index]
+            groups = image_index * num_classes + class_index + 1
+            kept_boxes, kept_scores, kept_groups = box_utils.batched_soft_nms(
+                boxes[image_index, prior_index], candidate_scores, groups, threshold, self.sigma, top_k)
+        elif self.exact_original_nms:
+            kept_boxes, kept_scores, kept_groups = self._exact_hard_nms(class_scores, boxes, threshold)
         else:
             # The candidate_size best of each (image, class) at once: top-k along the prior axis.
             best_scores, best_priors = class_scores.topk(min(self.candidate_size, num_priors), dim=1)
             image_index, rank, class_index = (best_scores > threshold).nonzero(as_tuple=True)
             candidate_scores = best_scores[image_index, rank, class_index]
             prior_index = best_priors[image_index, rank, class_index]
-        labels = class_index + 1
-        groups = image_index * num_classes + labels
-        candidate_boxes = boxes[image_index, prior_index]
-
-        if self.nms_method == "soft":
-            kept_boxes, kept_scores, kept_groups = box_utils.batched_soft_nms(
-                candidate_boxes, candidate_scores, groups, threshold, self.sigma, top_k)
-        else:
+            groups = image_index * num_classes + class_index + 1
+            candidate_boxes = boxes[image_index, prior_index]
             keep = batched_nms(candidate_boxes, candidate_scores, groups, self.iou_threshold)
             # batched_nms sorts by score; a stable sort by group keeps that order inside each group.
             keep = keep[torch.argsort(groups[keep], stable=True)]
@@ -136,6 +159,52 @@ class Predictor:
         counts = torch.bincount(kept_images, minlength=num_images).tolist()
         per_image = zip(kept_boxes.float().cpu().split(counts), kept_labels.cpu().split(counts), kept_scores.float().cpu().split(counts))
         return [(b, l, s) for b, l, s in per_image]
+
+    def _exact_hard_nms(self, class_scores: Tensor, boxes: Tensor, threshold: float) -> Tuple[Tensor, Tensor, Tensor]:
+        """The original's hard NMS for every (image, class) at once. class_scores ``(N, P, C-1)`` (no
+        background), boxes ``(N, P, 4)`` corner 0..1. Returns kept ``(boxes, scores, groups)``, groups
+        ``image * C + class``, sorted by group then best first."""
+        num_images, num_priors, num_foreground = class_scores.shape
+        scores_by_class = class_scores.transpose(1, 2)  # (N, C-1, P)
+        ranked_scores, ranked_priors = _ranked_candidates(scores_by_class, self.candidate_size, threshold)
+        valid = ranked_scores > threshold  # a prefix of each row: rows are sorted best first
+        width = int(valid.sum(dim=2).max()) if valid.numel() else 0
+        if width == 0:
+            return boxes.new_zeros((0, 4)), class_scores.new_zeros(0), torch.zeros(0, dtype=torch.int64, device=boxes.device)
+        ranked_scores, ranked_priors, valid = ranked_scores[..., :width], ranked_priors[..., :width], valid[..., :width]
+        # Only (image, class) rows with a candidate take part; the pairwise matrix is (rows, width, width).
+        rows = valid[..., 0].nonzero(as_tuple=True)
+        image_index, class_index = rows
+        row_priors, row_valid = ranked_priors[rows], valid[rows]
+        row_boxes = boxes[image_index[:, None], row_priors]  # (R, width, 4)
+        keep = padded_hard_nms_original(row_boxes, row_valid, self.iou_threshold)
+        row_of, rank = keep.nonzero(as_tuple=True)  # row-major: by (image, class), then rank
+        groups = image_index[row_of] * (num_foreground + 1) + class_index[row_of] + 1
+        return row_boxes[row_of, rank], ranked_scores[rows][row_of, rank], groups
+
+
+def _ranked_candidates(scores: Tensor, candidate_size: int, threshold: float) -> Tuple[Tensor, Tensor]:
+    """The ``candidate_size`` best of each row of ``scores (..., P)``, best first, equal scores in prior
+    order (a stable descending sort, truncated). Returns ``(scores, prior indexes)``, each ``(..., K)``;
+    the order of entries at or below ``threshold`` (never candidates) is left unspecified.
+
+    ``topk`` is several times faster than a full sort but orders equal scores arbitrarily, so its result
+    is repaired where candidates tie: rows are re-sorted stably by (score, prior), and a tie across the
+    cut falls back to the full stable sort."""
+    num_priors = scores.shape[-1]
+    if candidate_size <= 0 or candidate_size >= num_priors:
+        return scores.sort(dim=-1, descending=True, stable=True)
+    best_scores, best_priors = scores.topk(candidate_size + 1, dim=-1)
+    if bool(((best_scores[..., -2] == best_scores[..., -1]) & (best_scores[..., -1] > threshold)).any()):
+        sorted_scores, sorted_priors = scores.sort(dim=-1, descending=True, stable=True)
+        return sorted_scores[..., :candidate_size], sorted_priors[..., :candidate_size]
+    best_scores, best_priors = best_scores[..., :-1], best_priors[..., :-1]
+    if bool(((best_scores[..., 1:] == best_scores[..., :-1]) & (best_scores[..., 1:] > threshold)).any()):
+        by_prior = best_priors.argsort(dim=-1)
+        best_scores, best_priors = best_scores.gather(-1, by_prior), best_priors.gather(-1, by_prior)
+        by_score = best_scores.argsort(dim=-1, descending=True, stable=True)
+        best_scores, best_priors = best_scores.gather(-1, by_score), best_priors.gather(-1, by_score)
+    return best_scores, best_priors
 
 
 def _rank_within_runs(sorted_groups: Tensor) -> Tensor:

@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+
+from vision.utils.nms import ORIGINAL_IOU_EPS, batched_hard_nms_original
 
 SSDBoxSizes = collections.namedtuple("SSDBoxSizes", ["min", "max"])
 SSDSpec = collections.namedtuple("SSDSpec", ["feature_map_size", "shrinkage", "box_sizes", "aspect_ratios"])
@@ -168,18 +169,18 @@ def hard_negative_mining(loss: Tensor, labels: Tensor, neg_pos_ratio: int, min_n
 
 
 def hard_nms(box_scores: Tensor, iou_threshold: float, top_k: int = -1, candidate_size: int = 200) -> Tensor:
-    """Hard NMS of one class. box_scores: ``(n, 5)`` corner boxes + score. Returns the kept rows,
-    best first: at most ``candidate_size`` candidates are considered and ``top_k`` kept (all when <= 0)."""
+    """Hard NMS of one class, as the original decides it. box_scores: ``(n, 5)`` corner boxes (0..1) +
+    score. Returns the kept rows, best first: at most ``candidate_size`` candidates are considered and
+    ``top_k`` kept (all when <= 0); a box goes when its IoU (the original's, see ``iou_of``) with a kept
+    better box is above ``iou_threshold``. Equal scores keep their input order."""
     if box_scores.numel() == 0:
         return box_scores.reshape(0, 5)
     scores = box_scores[:, -1]
-    candidates = scores.argsort(descending=True)[:candidate_size]
-    keep = batched_nms(
-        box_scores[candidates, :4], scores[candidates], torch.zeros_like(candidates), iou_threshold
-    )
+    groups = torch.zeros(scores.shape, dtype=torch.int64, device=scores.device)
+    keep = batched_hard_nms_original(box_scores[:, :4], scores, groups, iou_threshold, ORIGINAL_IOU_EPS, candidate_size)
     if top_k > 0:
         keep = keep[:top_k]
-    return box_scores[candidates[keep]]
+    return box_scores[keep]
 
 
 def soft_nms(box_scores: Tensor, score_threshold: float, sigma: float = 0.5, top_k: int = -1) -> Tensor:
