@@ -15,7 +15,7 @@ from vision.utils import box_utils
 def original_predict(predictor, image: np.ndarray, top_k: int = -1, prob_threshold=None):
     """``(boxes (K, 4) pixels, labels (K,), probs (K,))`` computed as the original does, on the CPU."""
     height, width, _ = image.shape
-    resized = cv2.resize(image, (predictor.size, predictor.size)).astype(np.float32)
+    resized = cv2.resize(image, tuple(predictor.size)).astype(np.float32)  # predictor.size is (width, height)
     normalised = (resized - predictor.mean.view(3).cpu().numpy()) / predictor.std
     batch = torch.from_numpy(normalised).permute(2, 0, 1).unsqueeze(0).to(predictor.device)
     with torch.no_grad():

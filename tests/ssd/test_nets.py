@@ -32,7 +32,7 @@ def test_priors_match_reference_in_value_and_order(net_type):
 def test_configuration_matches_reference(net_type):
     expected = reference_config(net_type)
     config = get_net_type(net_type).config
-    assert config.image_size == expected["image_size"]
+    assert config.image_size == (expected["image_size"], expected["image_size"])
     assert [float(v) for v in config.image_mean] == expected["image_mean"] and config.image_std == expected["image_std"]
     assert (config.iou_threshold, config.center_variance, config.size_variance) == (
         expected["iou_threshold"], expected["center_variance"], expected["size_variance"])

@@ -41,9 +41,9 @@ def create_mobilenetv2_ssd_lite(num_classes: int, width_mult: float = 1.0, use_b
         + [nn.Conv2d(64, 6 * num_classes, kernel_size=1)]
     )
     return SSD(num_classes, base_net, source_layer_indexes, extras, classification_headers, regression_headers,
-               is_test=is_test, config=config)
+               is_test=is_test, config=config.native_config)
 
 
 def create_mobilenetv2_ssd_lite_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,
                                           sigma: float = 0.5, device: Optional[torch.device] = None) -> Predictor:
-    return Predictor.from_config(net, config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)
+    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)

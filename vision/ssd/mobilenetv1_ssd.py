@@ -28,9 +28,9 @@ def create_mobilenetv1_ssd(num_classes: int, is_test: bool = False) -> SSD:
     channels = [512, 1024, 512, 256, 256, 256]
     return SSD(num_classes, base_net, source_layer_indexes, extras,
                conv_headers(channels, [6] * 6, num_classes), conv_headers(channels, [6] * 6, 4),
-               is_test=is_test, config=config)
+               is_test=is_test, config=config.native_config)
 
 
 def create_mobilenetv1_ssd_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None, sigma: float = 0.5,
                                      device: Optional[torch.device] = None) -> Predictor:
-    return Predictor.from_config(net, config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)
+    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)

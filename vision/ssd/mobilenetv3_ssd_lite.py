@@ -28,7 +28,7 @@ def _ssd_lite(num_classes: int, base_net: nn.Module, source_layer_indexes: list,
                              + [nn.Conv2d(64, out_per_location, kernel_size=1)])
 
     return SSD(num_classes, base_net, source_layer_indexes, extras, headers(6 * num_classes), headers(6 * 4),
-               is_test=is_test, config=config)
+               is_test=is_test, config=config.native_config)
 
 
 def create_mobilenetv3_large_ssd_lite(num_classes: int, width_mult: float = 1.0, use_batch_norm: bool = True,
@@ -53,4 +53,4 @@ def create_mobilenetv3_small_ssd_lite(num_classes: int, width_mult: float = 1.0,
 
 def create_mobilenetv3_ssd_lite_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,
                                           sigma: float = 0.5, device: Optional[torch.device] = None) -> Predictor:
-    return Predictor.from_config(net, config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)
+    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)

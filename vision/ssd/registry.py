@@ -5,46 +5,50 @@ Every script and test goes through it, so a new net type is added here once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Callable, Dict, Optional, Union
 
 import torch
 
 from vision.ssd import (mobilenet_v2_ssd_lite, mobilenetv1_ssd, mobilenetv1_ssd_lite, mobilenetv3_ssd_lite,
                         squeezenet_ssd_lite, vgg_ssd)
+from vision.ssd.config.base import SSDConfig
+from vision.ssd.input_size import check_input_size
 from vision.ssd.predictor import Predictor
 from vision.ssd.ssd import SSD
+from vision.utils.image_size import SizeLike, as_width_height
 
 
 @dataclass(frozen=True)
 class NetType:
-    """A net type. ``create(num_classes, is_test=..., **options)`` builds the net; ``create_predictor``
-    wraps one; ``config`` is its ``vision.ssd.config`` module (image size, mean, std, priors, ...)."""
+    """A net type. ``create(num_classes, is_test=..., **options)`` builds the net at its native size;
+    ``create_predictor`` wraps one; ``config`` is its :class:`SSDConfig` at the native size (image size,
+    mean, std, variances, NMS IoU, prior rule). At another size, ``create_net`` measures the net's maps
+    and carries the configuration there (``net.config``)."""
 
     name: str
     create: Callable[..., SSD]
     create_predictor: Callable[..., Predictor]
-    config: ModuleType
+    config: SSDConfig
     takes_width_mult: bool = False
 
 
 NET_TYPES: Dict[str, NetType] = {
     entry.name: entry
     for entry in [
-        NetType("vgg16-ssd", vgg_ssd.create_vgg_ssd, vgg_ssd.create_vgg_ssd_predictor, vgg_ssd.config),
+        NetType("vgg16-ssd", vgg_ssd.create_vgg_ssd, vgg_ssd.create_vgg_ssd_predictor, vgg_ssd.config.native_config),
         NetType("mb1-ssd", mobilenetv1_ssd.create_mobilenetv1_ssd, mobilenetv1_ssd.create_mobilenetv1_ssd_predictor,
-                mobilenetv1_ssd.config),
+                mobilenetv1_ssd.config.native_config),
         NetType("mb1-ssd-lite", mobilenetv1_ssd_lite.create_mobilenetv1_ssd_lite,
-                mobilenetv1_ssd_lite.create_mobilenetv1_ssd_lite_predictor, mobilenetv1_ssd_lite.config),
+                mobilenetv1_ssd_lite.create_mobilenetv1_ssd_lite_predictor, mobilenetv1_ssd_lite.config.native_config),
         NetType("mb2-ssd-lite", mobilenet_v2_ssd_lite.create_mobilenetv2_ssd_lite,
-                mobilenet_v2_ssd_lite.create_mobilenetv2_ssd_lite_predictor, mobilenet_v2_ssd_lite.config,
+                mobilenet_v2_ssd_lite.create_mobilenetv2_ssd_lite_predictor, mobilenet_v2_ssd_lite.config.native_config,
                 takes_width_mult=True),
         NetType("mb3-large-ssd-lite", mobilenetv3_ssd_lite.create_mobilenetv3_large_ssd_lite,
-                mobilenetv3_ssd_lite.create_mobilenetv3_ssd_lite_predictor, mobilenetv3_ssd_lite.config),
+                mobilenetv3_ssd_lite.create_mobilenetv3_ssd_lite_predictor, mobilenetv3_ssd_lite.config.native_config),
         NetType("mb3-small-ssd-lite", mobilenetv3_ssd_lite.create_mobilenetv3_small_ssd_lite,
-                mobilenetv3_ssd_lite.create_mobilenetv3_ssd_lite_predictor, mobilenetv3_ssd_lite.config),
+                mobilenetv3_ssd_lite.create_mobilenetv3_ssd_lite_predictor, mobilenetv3_ssd_lite.config.native_config),
         NetType("sq-ssd-lite", squeezenet_ssd_lite.create_squeezenet_ssd_lite,
-                squeezenet_ssd_lite.create_squeezenet_ssd_lite_predictor, squeezenet_ssd_lite.config),
+                squeezenet_ssd_lite.create_squeezenet_ssd_lite_predictor, squeezenet_ssd_lite.config.native_config),
     ]
 }
 
@@ -57,12 +61,32 @@ def get_net_type(name: str) -> NetType:
         raise ValueError(f"unknown net type {name!r}; choose one of: {', '.join(NET_TYPES)}") from None
 
 
-def create_net(net_type: str, num_classes: int, is_test: bool = False, mb2_width_mult: float = 1.0) -> SSD:
-    """Build a net by name (``mb2_width_mult`` applies to mb2-ssd-lite only, as the original's flag)."""
+def create_net(net_type: str, num_classes: int, is_test: bool = False, mb2_width_mult: float = 1.0,
+               image_size: Optional[SizeLike] = None) -> SSD:
+    """Build a net by name (``mb2_width_mult`` applies to mb2-ssd-lite only, as the original's flag).
+
+    image_size: the input size, an int (a square, e.g. 512) or ``(width, height)`` (e.g. ``(640, 360)``);
+    None: the type's native size. The priors follow the maps the heads read at that size (``net.config``,
+    ``net.priors``). Raises ``InputSizeError`` (a ValueError) naming the smallest size that works when a
+    map would be empty or a side is below 64.
+    """
     entry = get_net_type(net_type)
     if entry.takes_width_mult:
-        return entry.create(num_classes, width_mult=mb2_width_mult, is_test=is_test)
-    return entry.create(num_classes, is_test=is_test)
+        net = entry.create(num_classes, width_mult=mb2_width_mult, is_test=is_test)
+    else:
+        net = entry.create(num_classes, is_test=is_test)
+    if image_size is not None and as_width_height(image_size) != net.config.image_size:
+        shapes = check_input_size(net, image_size, net_type)
+        net.use_config(net.config.at_size(image_size, shapes))
+    return net
+
+
+def net_config(net_type: str, image_size: Optional[SizeLike] = None, mb2_width_mult: float = 1.0) -> SSDConfig:
+    """The configuration ``create_net(net_type, ..., image_size=image_size)`` gives its net, without
+    keeping a net (for code that needs priors or preprocessing before the net exists)."""
+    if image_size is None or as_width_height(image_size) == get_net_type(net_type).config.image_size:
+        return get_net_type(net_type).config
+    return create_net(net_type, 2, mb2_width_mult=mb2_width_mult, image_size=image_size).config
 
 
 def create_predictor(net_type: str, net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,

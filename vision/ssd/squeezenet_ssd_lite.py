@@ -39,9 +39,9 @@ def create_squeezenet_ssd_lite(num_classes: int, is_test: bool = False) -> SSD:
     channels = [512, 512, 512, 256, 256, 256]
     return SSD(num_classes, base_net, source_layer_indexes, extras,
                lite_headers(channels, 6 * num_classes, separable_conv), lite_headers(channels, 6 * 4, separable_conv),
-               is_test=is_test, config=config)
+               is_test=is_test, config=config.native_config)
 
 
 def create_squeezenet_ssd_lite_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,
                                          sigma: float = 0.5, device: Optional[torch.device] = None) -> Predictor:
-    return Predictor.from_config(net, config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)
+    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)

@@ -59,8 +59,26 @@ class SSD(nn.Module):
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         confidences: List[Tensor] = []
         locations: List[Tensor] = []
+        for header_index, feature_map in enumerate(self.feature_maps(x)):
+            confidence, location = self.compute_header(header_index, feature_map)
+            confidences.append(confidence)
+            locations.append(location)
+
+        confidences_all = torch.cat(confidences, 1)
+        locations_all = torch.cat(locations, 1)
+        if self.is_test:
+            scores = F.softmax(confidences_all, dim=2)
+            boxes = box_utils.convert_locations_to_boxes(
+                locations_all, self.priors, self.config.center_variance, self.config.size_variance
+            )
+            return scores, box_utils.center_form_to_corner_form(boxes)
+        return confidences_all, locations_all
+
+    def feature_maps(self, x: Tensor) -> List[Tensor]:
+        """The maps the heads read, in head order: ``(N, C_i, rows_i, cols_i)`` for input ``(N, 3, H, W)``.
+        (``vision.ssd.input_size`` runs it on an empty batch to measure the maps at any size.)"""
+        maps: List[Tensor] = []
         start = 0
-        header_index = 0
         for source in self.source_layer_indexes:
             path = None
             added_layer = None
@@ -82,30 +100,21 @@ class SSD(nn.Module):
                     x = layer(x)
                 end += 1
             start = end
-            confidence, location = self.compute_header(header_index, y)
-            header_index += 1
-            confidences.append(confidence)
-            locations.append(location)
+            maps.append(y)
 
         for layer in self.base_net[start:]:
             x = layer(x)
 
         for layer in self.extras:
             x = layer(x)
-            confidence, location = self.compute_header(header_index, x)
-            header_index += 1
-            confidences.append(confidence)
-            locations.append(location)
+            maps.append(x)
+        return maps
 
-        confidences_all = torch.cat(confidences, 1)
-        locations_all = torch.cat(locations, 1)
-        if self.is_test:
-            scores = F.softmax(confidences_all, dim=2)
-            boxes = box_utils.convert_locations_to_boxes(
-                locations_all, self.priors, self.config.center_variance, self.config.size_variance
-            )
-            return scores, box_utils.center_form_to_corner_form(boxes)
-        return confidences_all, locations_all
+    def use_config(self, config) -> None:
+        """Run at ``config``'s input size from now on: sets ``self.config`` and the ``priors`` buffer
+        (float32 ``(P, 4)`` center form, 0..1, on the net's device). Weights are size-independent."""
+        self.config = config
+        self.priors = config.priors.to(self.priors.device if self.priors is not None else "cpu")
 
     def compute_header(self, i: int, x: Tensor) -> Tuple[Tensor, Tensor]:
         """Head ``i`` on feature map ``x``: ``(confidence (N, L*A, C), location (N, L*A, 4))``."""

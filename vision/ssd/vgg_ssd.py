@@ -34,9 +34,9 @@ def create_vgg_ssd(num_classes: int, is_test: bool = False) -> SSD:
     priors_per_map = [4, 6, 6, 6, 4, 4]
     return SSD(num_classes, base_net, source_layer_indexes, extras,
                conv_headers(channels, priors_per_map, num_classes), conv_headers(channels, priors_per_map, 4),
-               is_test=is_test, config=config)
+               is_test=is_test, config=config.native_config)
 
 
 def create_vgg_ssd_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None, sigma: float = 0.5,
                              device: Optional[torch.device] = None) -> Predictor:
-    return Predictor.from_config(net, config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)
+    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)

@@ -6,7 +6,8 @@
 
 In: image RGB uint8 numpy (H, W, 3); boxes float (n, 4) corner form [x1, y1, x2, y2] in pixels (n may be
 0; None means none); labels int (n,).
-Out: image float32 torch tensor (3, size, size) = (cv2.resize(image, INTER_LINEAR) - mean) / std;
+size: an int (a square) or (width, height) in pixels, e.g. (640, 360).
+Out: image float32 torch tensor (3, height, width) = (cv2.resize(image, INTER_LINEAR) - mean) / std;
 boxes float32 numpy (m, 4) corner form in 0..1 relative to the image, every one with x2 > x1 and y2 > y1;
 labels int64 numpy (m,), in step with the boxes. mean and std are a scalar or an RGB triple
 (MobileNets: mean 127, std 128; VGG: mean [123, 117, 104], std 1).
@@ -14,6 +15,8 @@ labels int64 numpy (m,), in step with the boxes. mean and std are a scalar or an
 import cv2
 import numpy as np
 import torch
+
+from vision.utils.image_size import as_width_height
 
 from .augmentation import Expand, PhotometricDistort, RandomHorizontalFlip, RandomIoUCrop, SanitizeBoxes
 from .box_ops import as_boxes, as_labels, valid_box_mask
@@ -36,15 +39,16 @@ def _check_image(image) -> np.ndarray:
 
 
 class ResizeNormalize:
-    """Image -> float32 tensor (3, size, size) = (cv2.resize(image, INTER_LINEAR) - mean) / std."""
+    """Image -> float32 tensor (3, height, width) = (cv2.resize(image, INTER_LINEAR) - mean) / std;
+    ``size`` an int (a square) or ``(width, height)``."""
 
-    def __init__(self, size: int, mean=0.0, std=1.0):
-        self.size = int(size)
+    def __init__(self, size, mean=0.0, std=1.0):
+        self.size = as_width_height(size)
         self.mean = _rgb_triple(mean, "mean")
         self.inverse_std = 1.0 / _rgb_triple(std, "std")
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
-        resized = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
         # Transposing the uint8 image first and normalising in place is about 5x faster than
         # normalising (H, W, 3) with mixed dtypes and transposing the floats.
         planes = np.ascontiguousarray(resized.transpose(2, 0, 1)).astype(np.float32)
@@ -63,14 +67,14 @@ def to_relative_boxes(boxes: np.ndarray, labels: np.ndarray, width: int, height:
 
 class TrainAugmentation:
     """The SSD training recipe: photometric distortion, zoom out (up to 4x, filled with the mean), a random
-    crop meeting a sampled IoU bound, horizontal flip, resize to size x size, (x - mean) / std.
+    crop meeting a sampled IoU bound, horizontal flip, resize to ``size`` (int or (width, height)), (x - mean) / std.
 
     Call with (image, boxes, labels) as in the module docstring. Boxes are clipped to the image first and
     boxes without area dropped; objects whose centre leaves the crop are dropped with their labels. An
     image without boxes goes through every step and comes out with (0, 4) boxes.
     """
 
-    def __init__(self, size: int, mean=0, std=1.0):
+    def __init__(self, size, mean=0, std=1.0):
         self.size = size
         self.mean = mean
         self.std = std
@@ -95,11 +99,12 @@ class TrainAugmentation:
 
 
 class TestTransform:
-    """Evaluation: boxes to 0..1 of the image, resize to size x size, (x - mean) / std. No randomness."""
+    """Evaluation: boxes to 0..1 of the image, resize to ``size`` (int or (width, height)), (x - mean) / std.
+    No randomness."""
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, size: int, mean=0.0, std=1.0):
+    def __init__(self, size, mean=0.0, std=1.0):
         self.size = size
         self.mean = mean
         self.std = std
@@ -115,9 +120,9 @@ class TestTransform:
 
 
 class PredictionTransform:
-    """Inference: image RGB uint8 (H, W, 3) -> float32 tensor (3, size, size) = (resized - mean) / std."""
+    """Inference: image RGB uint8 (H, W, 3) -> float32 tensor (3, height, width) = (resized - mean) / std."""
 
-    def __init__(self, size: int, mean=0.0, std=1.0):
+    def __init__(self, size, mean=0.0, std=1.0):
         self.size = size
         self.mean = mean
         self.std = std

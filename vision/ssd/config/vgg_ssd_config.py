@@ -1,6 +1,7 @@
 """Prior boxes and preprocessing of vgg16-ssd."""
 import numpy as np
 
+from vision.ssd.config.base import SSDConfig
 from vision.utils.box_utils import SSDBoxSizes, SSDSpec, generate_ssd_priors
 
 image_size = 300
@@ -20,3 +21,7 @@ specs = [
 ]
 
 priors = generate_ssd_priors(specs, image_size)
+
+# The same settings as one value; nets made at another size carry it there with ``at_size``.
+native_config = SSDConfig.from_specs(specs, image_size, image_mean, image_std, center_variance=center_variance,
+                                     size_variance=size_variance, iou_threshold=iou_threshold)
