@@ -3,8 +3,8 @@ import pytest
 
 from tests.datasets.conftest import voc_object, voc_xml
 from vision.datasets import (BadDataWarning, ConcatDetectionDataset, DatasetError, VOCDataset, VOC_CLASS_NAMES,
-                             build_dataset, read_class_names, store_labels)
-from vision.datasets.labels import parse_class_names
+                             build_dataset, store_labels)
+from vision.utils.labels import LabelFileError, read_label_file
 from vision.transforms import TestTransform
 
 
@@ -92,18 +92,20 @@ def test_label_file_argument_overrides_root_labels(voc_root, tmp_path):
     assert VOCDataset(builder.root, label_file=other).class_names == ("BACKGROUND", "b", "c")
 
 
-def test_bad_label_lists_are_errors_naming_the_file():
-    with pytest.raises(DatasetError, match="labels.txt.*twice"):
-        parse_class_names("cat,Cat", source="labels.txt")
-    with pytest.raises(DatasetError, match="BACKGROUND may only come first"):
-        parse_class_names("cat\nBACKGROUND", source="labels.txt")
+def test_bad_label_lists_are_errors_naming_the_file_and_line(voc_root):
+    builder = voc_root().labels("cat\ndog\nCat\n").add("a", voc_xml([])).split("trainval", ["a"])
+    with pytest.raises(LabelFileError, match=r"labels\.txt: line 3: class 'Cat' appears twice \(first on line 1\)"):
+        VOCDataset(builder.root)
+    builder.labels("cat\nBACKGROUND\n")
+    with pytest.raises(LabelFileError, match=r"labels\.txt: line 2: 'BACKGROUND'; BACKGROUND may only come first"):
+        VOCDataset(builder.root)
 
 
 def test_store_labels_writes_one_name_a_line_and_reads_back(tmp_path):
     path = tmp_path / "labels.txt"
     store_labels(path, ["BACKGROUND", "traffic light", "cat"])
     assert path.read_text() == "BACKGROUND\ntraffic light\ncat\n"
-    assert read_class_names(path) == ["BACKGROUND", "traffic light", "cat"]
+    assert read_label_file(path) == ["BACKGROUND", "traffic light", "cat"]
 
 
 def test_unknown_class_name_is_an_error_naming_file_and_class(voc_root):

@@ -28,6 +28,7 @@ import torch
 
 from vision.datasets.synthetic import generate_voc_dataset
 from vision.ssd.registry import create_net, create_predictor
+from vision.utils.labels import read_label_file
 
 NET = "mb1-ssd-lite"
 SHARED = Path(os.environ.get("SSD_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared")
@@ -56,7 +57,7 @@ def run_cli(module: str, argv: List[str]) -> int:
 
 
 def time_predictor(model: Path, labels: Path, images: List[Path]) -> None:
-    class_names = labels.read_text().split()
+    class_names = read_label_file(labels)
     net = create_net(NET, len(class_names), is_test=True)
     net.load(str(model))
     predictor = create_predictor(NET, net)

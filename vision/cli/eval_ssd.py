@@ -15,7 +15,8 @@ import torch
 
 from vision.cli.errors import run_reporting_errors
 from vision.evaluation import METRICS, default_batch_size, default_num_workers, evaluate, write_outputs
-from vision.evaluation.data import DATASET_TYPES, open_dataset, read_label_file
+from vision.evaluation.data import DATASET_TYPES, open_dataset
+from vision.utils.labels import read_label_file
 
 TRUE_WORDS = ("true", "yes", "y", "1", "on")
 FALSE_WORDS = ("false", "no", "n", "0", "off")

@@ -23,7 +23,7 @@ import numpy as np
 
 from .annotated import DatasetContents, ImageEntry, LoadedImage, SplitDataset
 from .errors import DatasetError, warn_bad_data
-from .labels import BACKGROUND, read_class_names
+from ..utils.labels import BACKGROUND, read_label_file
 
 log = logging.getLogger(__name__)
 _REQUIRED_KEYS = ("images", "annotations", "categories")
@@ -131,7 +131,7 @@ def read_coco(path, label_file=None) -> DatasetContents:
             raise DatasetError(f"{files[split]}: categories {order} differ from those of {files[first_split]} "
                                f"{orders[first_split]}")
     category_names = [BACKGROUND] + [name for _, name in orders[first_split]]
-    class_names = tuple(read_class_names(label_file)) if label_file is not None else tuple(category_names)
+    class_names = tuple(read_label_file(label_file)) if label_file is not None else tuple(category_names)
     lookup = {name.lower(): index for index, name in enumerate(class_names)}
 
     images: Dict[str, ImageEntry] = {}

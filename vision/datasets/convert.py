@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List
 
+from ..utils.labels import LabelFileError
 from .annotated import DatasetContents, LoadedImage, cleaned_boxes, unknown_class_error
 from .errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data
 from .images import read_image_size
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
     warnings.showwarning = _one_line_warnings
     try:
         summary = convert(args.source, args.destination, args.to, args.source_format, args.copy, args.label_file)
-    except (DatasetError, OSError) as error:
+    except (DatasetError, LabelFileError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {summary.images} images and {summary.boxes} boxes from {summary.source_format} {args.source} as "

@@ -18,7 +18,7 @@ import numpy as np
 from .annotated import DatasetContents, ImageEntry, LoadedImage, SplitDataset
 from .errors import BadImageError, DatasetError
 from .images import read_image_size
-from .labels import BACKGROUND, read_class_names
+from ..utils.labels import BACKGROUND, read_label_file
 
 COLUMNS = ["image", "xmin", "ymin", "xmax", "ymax", "label"]
 _COORDINATES = ["xmin", "ymin", "xmax", "ymax"]
@@ -94,7 +94,7 @@ def read_csv_dataset(path, label_file=None) -> DatasetContents:
     if label_file is None and (root / "labels.txt").is_file():
         label_file = root / "labels.txt"
     if label_file is not None:
-        class_names = tuple(read_class_names(label_file))
+        class_names = tuple(read_label_file(label_file))
     else:
         labels = sorted({str(label) for table in tables.values() for label in table["label"].dropna()})
         class_names = (BACKGROUND, *labels)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import BadImageError, DatasetError, warn_bad_data
 from .images import apply_transforms, read_image_size, read_or_skip, read_rgb_image, transform_image
-from .labels import BACKGROUND, read_class_names
+from ..utils.labels import BACKGROUND, read_label_file
 from ..transforms.box_ops import clip_boxes, valid_box_mask
 
 _COLUMNS = ["ImageID", "XMin", "YMin", "XMax", "YMax", "ClassName"]
@@ -80,7 +80,7 @@ class OpenImagesDataset:
         self.dataset_type = dataset_type.lower()
         self.balance_data = balance_data
         if label_file is not None:
-            self.class_names = tuple(read_class_names(label_file))
+            self.class_names = tuple(read_label_file(label_file))
         else:
             self.class_names = tuple(training_class_names(self.root))
         self.class_dict = {name: index for index, name in enumerate(self.class_names)}

@@ -18,7 +18,8 @@ from .annotated import (IMAGE_SUFFIXES, AnnotatedImageDataset, DatasetContents, 
                         evaluation_split_names,
                         find_image, training_split_names, unknown_class_error)
 from .errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data  # noqa: F401 (re-export)
-from .labels import VOC_CLASS_NAMES, read_class_names
+from ..utils.labels import read_label_file
+from .labels import VOC_CLASS_NAMES
 
 _CLASS_LIST = re.compile(r".+_(train|val|trainval|test)$")
 
@@ -109,7 +110,7 @@ def voc_class_names(root: Path, label_file=None) -> Tuple[Optional[Path], Tuple[
         label_file = root / "labels.txt"
     if label_file is None:
         return None, VOC_CLASS_NAMES
-    return Path(label_file), tuple(read_class_names(label_file))
+    return Path(label_file), tuple(read_label_file(label_file))
 
 
 def read_voc(root, label_file=None) -> DatasetContents:

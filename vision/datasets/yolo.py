@@ -20,7 +20,7 @@ from .annotated import IMAGE_SUFFIXES, DatasetContents, ImageEntry, LoadedImage,
     evaluation_split_names
 from .errors import BadImageError, DatasetError
 from .images import read_image_size
-from .labels import BACKGROUND, read_class_names
+from ..utils.labels import BACKGROUND, read_label_file
 
 # data.yaml keys that are not splits.
 _NOT_SPLITS = {"path", "names", "nc", "download", "yaml_file", "kpt_shape", "flip_idx", "channels", "splits"}
@@ -134,7 +134,7 @@ def read_yolo(path, label_file=None) -> DatasetContents:
     if not isinstance(split_keys, list):
         split_keys = [key for key, value in data.items() if key not in _NOT_SPLITS and isinstance(value, (str, list))
                       and value]
-    class_names = tuple(read_class_names(label_file)) if label_file is not None else (BACKGROUND, *names)
+    class_names = tuple(read_label_file(label_file)) if label_file is not None else (BACKGROUND, *names)
     lookup = {name.lower(): index for index, name in enumerate(class_names)}
     remap = np.array([-1] + [lookup.get(name.lower(), -1) for name in names], np.int64)  # yolo label + 1 -> ours
     images: Dict[str, ImageEntry] = {}

@@ -49,14 +49,6 @@ def open_dataset(dataset_type: str, root: str | Path, label_file: str | Path | N
     return open_one(dataset_type, str(root), is_test=True, label_file=label_file)
 
 
-def read_label_file(path: str | Path) -> list[str]:
-    """Class names of a label file, BACKGROUND first (added when the file lacks it); one name a line as
-    the model label files train_ssd.py writes, or comma-separated as the original's labels.txt."""
-    from vision.datasets.labels import read_class_names
-
-    return list(read_class_names(path))
-
-
 class EvalSamples(Dataset):
     """Wraps a detection data set (``get_image(i)``, ``get_annotation(i)``, ``ids``) as EvalSamples."""
 

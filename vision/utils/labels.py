@@ -1,14 +1,16 @@
-"""Reading a model's label file (class names) for the run and export scripts. No torch import.
+"""The one reader (and writer) of label files: a model's class names, or a data set's ``labels.txt``.
+Used by the scripts, the data sets, evaluation and export. No torch import.
 
 Two forms are accepted, as the original toolkit wrote and read them: one name a line (the model label
 files ``train_ssd.py`` writes, BACKGROUND first), or names separated by commas (a VOC ``labels.txt``,
-without BACKGROUND). BACKGROUND is put first when the file does not start with it, so the class count
-is always ``len(names)`` and class index ``i`` is ``names[i]``.
+without BACKGROUND). BACKGROUND is put first when the file does not start with it (a file that already
+starts with it gets no second one), so the class count is always ``len(names)`` and class index ``i``
+is ``names[i]``. Names are kept as written, spaces inside included (``traffic light``, ``N/A-12``).
 """
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import Iterable, List
 
 BACKGROUND = "BACKGROUND"
 
@@ -19,23 +21,25 @@ class LabelFileError(ValueError):
 
 def parse_label_text(text: str, source: str = "labels") -> List[str]:
     """Class names in ``text`` (either form), BACKGROUND first; empty entries and spaces around names are
-    dropped. Raises LabelFileError naming ``source`` when no name is left, when BACKGROUND appears other
-    than first, or when a name appears twice."""
-    names = [name.strip() for line in text.splitlines() for name in line.split(",")]
-    names = [name for name in names if name]
-    if not names or (len(names) == 1 and names[0].upper() == BACKGROUND):
+    dropped. Raises LabelFileError naming ``source`` (and the line) when no name is left, when BACKGROUND
+    appears other than first, or when a name appears twice (names compare case-insensitively)."""
+    entries = [(line_number, name.strip()) for line_number, line in enumerate(text.splitlines(), start=1)
+               for name in line.split(",")]
+    entries = [(line_number, name) for line_number, name in entries if name]
+    if not entries or (len(entries) == 1 and entries[0][1].upper() == BACKGROUND):
         raise LabelFileError(f"{source}: the label file holds no class names")
-    if names[0].upper() != BACKGROUND:
-        names.insert(0, BACKGROUND)
-    seen = set()
-    for index, name in enumerate(names):
+    if entries[0][1].upper() != BACKGROUND:
+        entries.insert(0, (0, BACKGROUND))
+    first_line = {}
+    for index, (line_number, name) in enumerate(entries):
         key = name.lower()
         if index and key == BACKGROUND.lower():
-            raise LabelFileError(f"{source}: {name!r} is line/entry {index}; BACKGROUND may only come first")
-        if key in seen:
-            raise LabelFileError(f"{source}: class {name!r} appears twice")
-        seen.add(key)
-    return names
+            raise LabelFileError(f"{source}: line {line_number}: {name!r}; BACKGROUND may only come first")
+        if key in first_line:
+            raise LabelFileError(f"{source}: line {line_number}: class {name!r} appears twice "
+                                 f"(first on line {first_line[key]})")
+        first_line[key] = line_number
+    return [name for _, name in entries]
 
 
 def read_label_file(path: str | os.PathLike) -> List[str]:
@@ -54,10 +58,14 @@ def read_label_file(path: str | os.PathLike) -> List[str]:
     return parse_label_text(text, source=path)
 
 
-def write_label_file(path: str | os.PathLike, class_names: List[str]) -> None:
-    """Write ``class_names`` one a line (the form the original's scripts read back), atomically."""
+def write_label_file(path: str | os.PathLike, class_names: Iterable[str]) -> None:
+    """Write ``class_names`` one a line (BACKGROUND included when given; the form the original's scripts
+    read back), atomically, so a reader never sees half a file."""
     path = os.fspath(path)
     temporary = f"{path}.tmp"
     with open(temporary, "w", encoding="utf-8") as stream:
         stream.write("".join(f"{name}\n" for name in class_names))
     os.replace(temporary, path)
+
+
+store_labels = write_label_file  # the original toolkit's name (vision.utils.misc.store_labels)
