@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from vision.cli.eval_ssd import str2bool
 from vision.evaluation import evaluate, write_outputs
 from vision.evaluation.report import format_ap_table
 from vision.evaluation.metrics import voc_average_precision
@@ -183,17 +182,6 @@ def test_table_has_the_original_shape():
         "",
         "Average Precision Across All Classes:0.375",
     ]
-
-
-@pytest.mark.parametrize("text,value", [("true", True), ("Yes", True), ("1", True), ("False", False),
-                                        ("no", False), ("0", False)])
-def test_str2bool_accepts_the_original_spellings(text, value):
-    assert str2bool(text) is value
-
-
-def test_str2bool_rejects_other_words():
-    with pytest.raises(Exception):
-        str2bool("maybe")
 
 
 def test_unreadable_images_are_skipped_and_reported(tmp_path):

@@ -14,23 +14,10 @@ from pathlib import Path
 import torch
 
 from vision.cli.errors import run_reporting_errors
+from vision.cli.flags import str2bool
 from vision.evaluation import METRICS, default_batch_size, default_num_workers, evaluate, write_outputs
 from vision.evaluation.data import DATASET_TYPES, open_dataset
 from vision.utils.labels import read_label_file
-
-TRUE_WORDS = ("true", "yes", "y", "1", "on")
-FALSE_WORDS = ("false", "no", "n", "0", "off")
-
-
-def str2bool(text: str) -> bool:
-    """Parse a boolean flag value as the original's ``str2bool`` flags took them (true/false, yes/no, 1/0)."""
-    lowered = str(text).strip().lower()
-    if lowered in TRUE_WORDS:
-        return True
-    if lowered in FALSE_WORDS:
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false, yes/no, 1/0), got {text!r}")
-
 
 def build_parser() -> argparse.ArgumentParser:
     from vision.ssd.registry import NET_TYPES

@@ -12,6 +12,7 @@ import sys
 import warnings
 from typing import List, Optional
 
+from vision.cli.flags import str2bool
 from vision.datasets import DatasetError
 from vision.datasets.factory import DATASET_TYPES
 from vision.ssd.registry import NET_TYPES
@@ -21,16 +22,6 @@ from vision.training.run import TrainingRun, choose_device, seed_everything
 from vision.utils.checkpoint import CheckpointError
 
 log = logging.getLogger("train_ssd")
-
-
-def str2bool(value: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if value.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
