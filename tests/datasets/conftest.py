@@ -64,3 +64,40 @@ def shapes_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
     generate_voc_dataset(root, num_images=12, num_test=4, seed=3, width=160, height=120, empty_fraction=0.25)
     return root
+
+
+def voc_with_flags(root: Path) -> Path:
+    """A VOC root for format tests: 6 trainval + 3 test images (one without objects), 5 classes, some
+    difficult boxes and a fractional box, as the other formats must carry them."""
+    builder = VOCRootBuilder(root).labels("circle\nsquare\ntriangle\n")
+    objects = {
+        "a": [voc_object("circle", (3, 4, 30, 40), 0), voc_object("square", (35, 10, 60, 45), 1)],
+        "b": [voc_object("triangle", (1, 1, 64, 48), 0)],
+        "c": [],
+        "d": [voc_object("square", (10.5, 7.25, 33.75, 21), 0), voc_object("circle", (40, 20, 50, 30), 0)],
+        "e": [voc_object("circle", (5, 5, 25, 25), 1)],
+        "f": [voc_object("triangle", (20, 8, 44, 40), 0)],
+        "t1": [voc_object("circle", (4, 4, 20, 20), 0), voc_object("triangle", (30, 10, 60, 40), 1)],
+        "t2": [voc_object("square", (12, 3, 50, 44), 0)],
+        "t3": [],
+    }
+    for image_id, image_objects in objects.items():
+        builder.add(image_id, voc_xml(image_objects))
+    builder.split("trainval", list("abcdef")).split("test", ["t1", "t2", "t3"])
+    return root
+
+
+@pytest.fixture(scope="session")
+def format_roots(tmp_path_factory):
+    """The same images and boxes as voc/, coco/, yolo/ and csv/ roots (converted from voc/)."""
+    import warnings
+
+    from vision.datasets.convert import convert
+
+    base = tmp_path_factory.mktemp("formats")
+    voc_with_flags(base / "voc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # YOLO's dropped flags
+        for target in ("coco", "yolo", "csv"):
+            convert(base / "voc", base / target, target)
+    return {name: base / name for name in ("voc", "coco", "yolo", "csv")}

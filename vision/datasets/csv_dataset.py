@@ -44,9 +44,12 @@ def csv_files(path) -> List[Path]:
 def _read_table(path: Path):
     import pandas as pd
 
+    # pandas before 3 parses floats with a fast parser that can miss the last bit; round_trip is exact
+    # (pandas 3 parses exactly by default and deprecates the option).
+    precision = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
     try:
-        table = pd.read_csv(path, dtype={"image": str, "label": str, "split": str}, float_precision="round_trip",
-                            skipinitialspace=True)
+        table = pd.read_csv(path, dtype={"image": str, "label": str, "split": str}, skipinitialspace=True,
+                            **precision)
     except (ValueError, OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: malformed CSV: {' '.join(str(error).split())}") from None
     table.columns = [str(column).strip() for column in table.columns]
