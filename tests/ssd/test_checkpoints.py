@@ -69,7 +69,7 @@ def test_missing_truncated_and_foreign_files_get_one_line_errors(tmp_path):
 def test_checkpoint_of_another_net_type_is_rejected(tmp_path):
     path = tmp_path / "vgg.pth"
     torch.save(create_net("mb1-ssd-lite", 21).state_dict(), path)
-    with pytest.raises(ValueError, match="not a checkpoint of this net type"):
+    with pytest.raises(ValueError, match="this checkpoint is a mb1-ssd-lite \\(21 classes\\), not a mb1-ssd; run with --net mb1-ssd-lite"):
         create_net("mb1-ssd", 21).load(str(path))
 
 

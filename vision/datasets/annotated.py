@@ -104,6 +104,10 @@ def select_split(contents: DatasetContents, is_test: bool) -> List[str]:
     chosen = evaluation_split_names(names) if is_test else training_split_names(names)
     ids = list(dict.fromkeys(image_id for name in chosen for image_id in contents.splits[name]))
     if not ids:
+        split_files = contents.extra.get("split_files") or {}
+        if len(chosen) == 1 and chosen[0] in split_files:
+            raise DatasetError(f"{split_files[chosen[0]]}: lists no images, so there is nothing to "
+                               f"{'evaluate' if is_test else 'train on'}; add image ids to it")
         purpose = "evaluation (a split named *test*, else *val*)" if is_test else "training (a split named *train*)"
         found = ", ".join(f"{name} ({len(contents.splits[name])} images)" for name in names) or "none"
         raise DatasetError(f"{contents.format} data set {contents.root}: no images for {purpose}; splits found: {found}")
@@ -176,6 +180,12 @@ class AnnotatedImageDataset:
 
     def _load(self, entries: Sequence[ImageEntry], transform=None, target_transform=None,
               keep_difficult: bool = False) -> None:
+        if not entries:
+            # One check for every format: an empty list would otherwise surface as PyTorch's num_samples=0
+            # (training) or an evaluation of nothing (mAP nan), neither naming the file.
+            where = getattr(self, "image_list", None) or f"the data set {getattr(self, 'root', '')}"
+            purpose = "evaluate" if getattr(self, "is_test", False) else "train on"
+            raise DatasetError(f"{where}: lists no images, so there is nothing to {purpose}; add image ids to it")
         self.transform = transform
         self.target_transform = target_transform
         self.keep_difficult = keep_difficult

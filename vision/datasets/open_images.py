@@ -47,8 +47,9 @@ def training_class_names(root) -> List[str]:
 
     path = annotation_file(root, "train")
     if not path.is_file():
-        raise DatasetError(f"Open Images: {path} not found; the class list (and so each class's index) comes "
-                           "from the training CSV. Pass label_file= with the model's labels instead.")
+        raise DatasetError(f"{path} not found: {Path(root)} is not an Open Images root (for another format, choose "
+                           "it with --dataset_type); the class list comes from this training CSV, or from "
+                           "eval_ssd.py's --label_file")
     names = pd.read_csv(path, usecols=["ClassName"], dtype={"ClassName": str})["ClassName"].dropna().unique()
     return [BACKGROUND] + sorted(names)
 
@@ -114,6 +115,9 @@ class OpenImagesDataset:
         # Images whose boxes were all dropped stay, as images without objects.
         box_starts = np.searchsorted(codes[keep], np.arange(len(ids) + 1))
         boxes, labels = boxes[keep], labels.to_numpy(dtype=np.int64)[keep]
+        if len(ids) == 0:
+            raise DatasetError(f"{path}: lists no images, so there is nothing to "
+                               f"{'train on' if self.dataset_type == 'train' else 'evaluate'}; add rows to it")
         return [str(image_id) for image_id in ids], boxes, labels, box_starts
 
     def _balance(self):

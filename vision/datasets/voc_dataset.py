@@ -174,6 +174,7 @@ class VOCDataset(AnnotatedImageDataset):
         candidates = [split_dir / ("test.txt" if self.is_test else "trainval.txt"), split_dir / "default.txt"]
         for path in candidates:
             if path.is_file():
+                self.image_list = path  # named by the empty-list check of AnnotatedImageDataset._load
                 return read_id_list(path)
         files = voc_split_files(self.root)
         chosen = (evaluation_split_names if self.is_test else training_split_names)(list(files))

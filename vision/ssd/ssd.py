@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vision.ssd import net_recognition
 from vision.utils import box_utils
 from vision.utils.checkpoint import load_state_dict_file
 
@@ -132,10 +133,14 @@ class SSD(nn.Module):
     def init_from_base_net(self, model: str) -> None:
         """Load a state_dict of the base net alone (strict), Xavier-initialise the rest."""
         state_dict = load_state_dict_file(model)
-        try:
-            self.base_net.load_state_dict(state_dict, strict=True)
-        except RuntimeError as error:
-            raise ValueError(f"{model}: not a state_dict of this base net ({_first_line(error)})") from None
+        if not net_recognition.fits(self.base_net, state_dict):
+            found = net_recognition.recognise_state_dict(state_dict)
+            if found is not None and found.kind in ("ssd", "ssd-other-width"):
+                raise ValueError(f"{model}: {found.describe()}, a whole SSD, not a base net; pass it as "
+                                 f"--pretrained_ssd (every weight but the heads) or --resume instead of --base_net")
+            what = f" ({found.describe()})" if found is not None else ""
+            raise ValueError(f"{model}: not a state_dict of this base net{what}")
+        self.base_net.load_state_dict(state_dict, strict=True)
         for part in (self.source_layer_add_ons, self.extras, self.classification_headers, self.regression_headers):
             part.apply(_xavier_init_)
 
@@ -146,9 +151,14 @@ class SSD(nn.Module):
         kept = {k: v for k, v in state_dict.items()
                 if not (k.startswith("classification_headers") or k.startswith("regression_headers"))}
         model_dict = self.state_dict()
-        unknown = sorted(set(kept) - set(model_dict))
-        if unknown:
-            raise ValueError(f"{model}: not a checkpoint of this net type (unexpected key {unknown[0]!r})")
+        own = {k: v for k, v in model_dict.items()
+               if not (k.startswith("classification_headers") or k.startswith("regression_headers"))}
+        if set(kept) != set(own) or any(kept[k].shape != own[k].shape for k in own):
+            found = net_recognition.recognise_state_dict(state_dict)
+            if found is not None and found.kind == "base-net":
+                raise ValueError(f"{model}: {found.describe()}; pass it as --base_net instead of --pretrained_ssd")
+            raise ValueError(net_recognition.mismatch_message(state_dict, net_recognition.own_net_type(self),
+                                                              self.num_classes, model))
         model_dict.update(kept)
         self.load_state_dict(model_dict)
         self.classification_headers.apply(_xavier_init_)
@@ -157,12 +167,7 @@ class SSD(nn.Module):
     def load(self, model: str) -> None:
         """Load a checkpoint: a bare state_dict (the original's format) or this project's training checkpoint."""
         state_dict = load_state_dict_file(model)
-        check_class_count(self, state_dict, model)
-        missing, unexpected = self._compare_keys(state_dict)
-        if missing or unexpected:
-            detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
-            raise ValueError(f"{model}: not a checkpoint of this net type ({len(missing)} missing and "
-                             f"{len(unexpected)} unexpected keys, e.g. {detail})")
+        net_recognition.check_fits(self, state_dict, model)
         self.load_state_dict(state_dict, strict=True)
 
     def save(self, model_path: str) -> None:
@@ -171,25 +176,12 @@ class SSD(nn.Module):
 
         atomic_save(self.state_dict(), model_path)
 
-    def _compare_keys(self, state_dict: dict) -> Tuple[List[str], List[str]]:
-        expected = set(self.state_dict())
-        return sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
 
 
 def check_class_count(net: SSD, state_dict: dict, source: str) -> None:
-    """Raise a ValueError naming the layer when ``state_dict`` was trained for another class count."""
-    own = net.state_dict()
-    for name, tensor in state_dict.items():
-        if not name.startswith("classification_headers") or name not in own:
-            continue
-        if tensor.shape != own[name].shape and tensor.dim() >= 1 and tensor.shape[1:] == own[name].shape[1:]:
-            priors_per_location = own[name].shape[0] // net.num_classes
-            found = tensor.shape[0] / priors_per_location
-            found_text = str(int(found)) if found == int(found) else f"{found:g}"
-            raise ValueError(
-                f"{source}: layer {name} has {tensor.shape[0]} outputs, i.e. {found_text} classes, but the net "
-                f"expects {net.num_classes} classes ({own[name].shape[0]} outputs): check the label file"
-            )
+    """Raise a one-line ValueError when ``state_dict`` does not load into ``net``: it names the checkpoint's
+    net type and class count and the flag to fix (see ``vision.ssd.net_recognition``)."""
+    net_recognition.check_fits(net, state_dict, source)
 
 
 class MatchPrior:
@@ -224,5 +216,3 @@ def _xavier_init_(m: nn.Module) -> None:
         nn.init.xavier_uniform_(m.weight)
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0]

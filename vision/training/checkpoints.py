@@ -7,15 +7,28 @@ written atomically, so a run killed at any moment leaves either the previous fil
 from __future__ import annotations
 
 import collections
+import os
 import random
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
 
-from vision.utils.checkpoint import atomic_save
+from vision.utils.checkpoint import atomic_save, remove_stale_temporaries
 
 LAST_CHECKPOINT = "last.pth"
+
+
+def prepare_checkpoint_folder(folder: str) -> List[str]:
+    """Create ``folder`` (and parents) for a run's checkpoints and remove partial saves that a killed run
+    left there; returns the removed paths. Raises ValueError (one line) when ``folder`` is a file."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"--checkpoint_folder {folder}: is a file, not a folder; give a folder path")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"--checkpoint_folder {folder}: a part of the path is a file, not a folder") from None
+    return remove_stale_temporaries(folder)
 
 
 def capture_rng_state() -> Dict[str, Any]:

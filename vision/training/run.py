@@ -14,14 +14,16 @@ import torch
 
 from vision.datasets import DatasetError, build_dataset, collate_training_batch, store_labels, worker_init_fn
 from vision.nn.multibox_loss import MultiboxLoss
+from vision.ssd import net_recognition
 from vision.ssd.registry import create_net, get_net_type
 from vision.ssd.ssd import MatchPrior
-from vision.training import checkpoints
+from vision.training import checkpoints, skipped
 from vision.training.distributed import DistributedContext, barrier
 from vision.training.loops import NonFiniteLossError, train_one_epoch, validate
 from vision.training.optimizer import create_optimizer, create_scheduler, parameter_groups
+from vision.training.resume import restore_optimizer_and_scheduler
 from vision.transforms import TestTransform, TrainAugmentation
-from vision.utils.checkpoint import atomic_save, extract_state_dict, load_checkpoint_file
+from vision.utils.checkpoint import CheckpointError, atomic_save, extract_state_dict, load_checkpoint_file
 
 log = logging.getLogger("train_ssd")
 
@@ -63,7 +65,9 @@ class TrainingRun:
         self.context = context
         self.device = device
         self.entry = get_net_type(args.net)
-        os.makedirs(args.checkpoint_folder, exist_ok=True)
+        if context.is_main:
+            for path in checkpoints.prepare_checkpoint_folder(args.checkpoint_folder):
+                log.info("Removed %s, a partial save left by a killed run", path)
         self._setup_data()
         resume_checkpoint = self._setup_model()
         self._setup_optimiser(resume_checkpoint)
@@ -143,9 +147,11 @@ class TrainingRun:
         if args.resume:
             checkpoint = load_checkpoint_file(args.resume)
             state_dict = extract_state_dict(checkpoint, args.resume)
-            from vision.ssd.ssd import check_class_count
-
-            check_class_count(self.net, state_dict, args.resume)
+            saved_net = (checkpoint.get("args") or {}).get("net") if isinstance(checkpoint, dict) else None
+            if saved_net and saved_net != args.net:
+                raise CheckpointError(f"{args.resume}: written by a {saved_net} run, not {args.net}; "
+                                      f"run with --net {saved_net}")
+            net_recognition.check_fits(self.net, state_dict, args.resume, args.net)
             self.net.load_state_dict(state_dict, strict=True)
             if checkpoints.is_training_checkpoint(checkpoint):
                 log.info("Resuming %s after epoch %d", args.resume, int(checkpoint["epoch"]))
@@ -160,8 +166,13 @@ class TrainingRun:
         return None
 
     def _restore(self, checkpoint: dict) -> None:
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        checkpoints.load_scheduler_state(self.scheduler, checkpoint["scheduler"])
+        """Weights were loaded; epoch, step and RNG always follow, optimizer and scheduler state where the
+        flags that shape them are unchanged (``vision.training.resume``)."""
+        args = self.args
+        self.scheduler = restore_optimizer_and_scheduler(
+            checkpoint, vars(args), self.optimizer, self.scheduler,
+            lambda optimizer: create_scheduler(optimizer, args.scheduler, args.milestones, args.gamma, args.t_max),
+            int(checkpoint["epoch"]) + 1, args.resume, log.info if self.context.is_main else (lambda message: None))
         if self.scaler is not None and "scaler" in checkpoint:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.start_epoch = int(checkpoint["epoch"]) + 1
@@ -203,6 +214,11 @@ class TrainingRun:
             except NonFiniteLossError as error:
                 kept = last_path if os.path.exists(last_path) else "none yet"
                 raise NonFiniteLossError(f"{error}; stopping. Last good checkpoint: {kept}. Try a lower --lr.") from None
+            if result.steps == 0:
+                raise skipped.empty_epoch_error(self.train_dataset, epoch, result.skipped, args.datasets)
+            if result.skipped > result.images and self.context.is_main:
+                log.warning("%s", skipped.mostly_skipped_warning(self.train_dataset, epoch, result.skipped,
+                                                                 result.skipped + result.images, args.datasets))
             self.global_step += result.steps
             self.scheduler.step()
             if self.context.is_main:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 
@@ -51,13 +51,39 @@ def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
     return extract_state_dict(load_checkpoint_file(path), path)
 
 
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".tmp-", ".pth"
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: str) -> List[str]:
+    """Remove the partial files that :func:`atomic_save` leaves in ``folder`` when a run is killed during a
+    save (``.tmp-*.pth``); returns their paths. Call it before a run starts writing there."""
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX) and os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
 def atomic_save(obj: Any, path: str) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves a
-    truncated file at ``path``."""
+    truncated file at ``path``. The file gets the usual permissions (0666 less the umask), not the
+    temporary file's 0600."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    handle, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX, dir=folder)
     try:
+        os.fchmod(handle, 0o666 & ~current_umask())
         with os.fdopen(handle, "wb") as stream:
             torch.save(obj, stream)
             stream.flush()
