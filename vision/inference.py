@@ -42,6 +42,10 @@ def load_detector(net_type: str, model_path: str, label_path: str, backend: str 
     NMS (None: 200, or what a postprocess graph was exported with). Raises ValueError/OSError with one-line
     messages naming the file: a missing or empty label file, a checkpoint of another class count or net
     type, an ONNX file exported from another net type or for another class count."""
+    if label_path == "-":  # the zoo entry's labels (vision.zoo imports torch, so only when asked)
+        from vision.zoo import resolve_labels
+
+        label_path = resolve_labels(label_path, model_path)
     class_names = read_label_file(label_path)
     if backend == "onnx":
         from vision.export.onnx_predictor import OnnxPredictor

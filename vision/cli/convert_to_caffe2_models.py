@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a trained SSD to ONNX (and Caffe2 when available), then check the file.")
     parser.add_argument("net_type", help="vgg16-ssd, mb1-ssd, mb1-ssd-lite, mb2-ssd-lite, mb3-large-ssd-lite, "
                                          "mb3-small-ssd-lite or sq-ssd-lite")
-    parser.add_argument("model_path", help="the trained .pth (a state_dict or a training checkpoint)")
-    parser.add_argument("label_path", help="the model's label file (class names, BACKGROUND first)")
+    parser.add_argument("model_path", help="the trained .pth (a state_dict or a training checkpoint), a zoo name or URL")
+    parser.add_argument("label_path", help="the model's label file (class names, BACKGROUND first); - for a zoo entry's labels")
     parser.add_argument("--output", default=None, help="the .onnx file to write (default: models/<net>.onnx)")
     parser.add_argument("--dynamic_batch", action="store_true", help="free batch axis (default: batch 1)")
     parser.add_argument("--opset", type=int, default=None,
@@ -59,7 +59,9 @@ def convert(args: argparse.Namespace) -> int:
     get_net_type(args.net_type)
     opset = args.opset or (DEFAULT_OPSET if args.exporter != "dynamo" else 18)
     exporter = resolve_exporter(args.exporter, opset)
-    class_names = read_label_file(args.label_path)
+    from vision.zoo import resolve_labels
+
+    class_names = read_label_file(resolve_labels(args.label_path, args.model_path))  # "-": the zoo entry's
     net = create_net(args.net_type, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult)
     net.load(args.model_path)
     net.eval()

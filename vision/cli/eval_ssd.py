@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="SSD Evaluation on VOC Dataset.")
     parser.add_argument("--net", default="vgg16-ssd", choices=sorted(NET_TYPES),
                         help="The network architecture.")
-    parser.add_argument("--trained_model", type=str, required=True, help="The .pth state_dict to evaluate.")
+    parser.add_argument("--trained_model", type=str, required=True, help="The .pth state_dict to evaluate, or a zoo name or URL (python -m vision.zoo list).")
     parser.add_argument("--dataset_type", default="auto", type=str, choices=DATASET_TYPES,
                         help="Dataset format: voc, open_images, coco, yolo, csv, or auto (default: detected).")
     parser.add_argument("--dataset", type=str, required=True,
@@ -73,6 +73,10 @@ def evaluate_model(args: argparse.Namespace) -> int:
     num_workers = default_num_workers(device) if args.num_workers is None else args.num_workers
     # With --label_file the data set indexes its labels by the model's classes (the original read both
     # lists separately, and a different order silently scored the wrong classes).
+    if args.label_file == "-":  # the zoo entry's labels (--trained_model names the entry)
+        from vision.zoo import resolve_labels
+
+        args.label_file = resolve_labels(args.label_file, args.trained_model)
     dataset = open_dataset(args.dataset_type, args.dataset, args.label_file)
     class_names = read_label_file(args.label_file) if args.label_file else list(dataset.class_names)
 

@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Detect objects in images with a trained SSD and draw them.")
     parser.add_argument("net_type", help="vgg16-ssd, mb1-ssd, mb1-ssd-lite, mb2-ssd-lite, mb3-large-ssd-lite, "
                                          "mb3-small-ssd-lite or sq-ssd-lite")
-    parser.add_argument("model_path", help="the trained .pth, or with --backend onnx the exported .onnx")
-    parser.add_argument("label_path", help="the model's label file (class names, BACKGROUND first)")
+    parser.add_argument("model_path", help="the trained .pth, a zoo name or URL (python -m vision.zoo list), or with --backend onnx the exported .onnx")
+    parser.add_argument("label_path", help="the model's label file (class names, BACKGROUND first); - for a zoo entry's labels")
     parser.add_argument("images", nargs="+", help="image files, folders or glob patterns (quoted)")
     parser.add_argument("--output", default=None,
                         help=f"result image for one input (default {SINGLE_OUTPUT}); a folder for several "

@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Detect objects live in a camera, video file or stream.")
     parser.add_argument("net_type", help="vgg16-ssd, mb1-ssd, mb1-ssd-lite, mb2-ssd-lite, mb3-large-ssd-lite, "
                                          "mb3-small-ssd-lite or sq-ssd-lite")
-    parser.add_argument("model_path", help="the trained .pth, or with --backend onnx the exported .onnx")
-    parser.add_argument("label_path", help="the model's label file (class names, BACKGROUND first)")
+    parser.add_argument("model_path", help="the trained .pth, a zoo name or URL (python -m vision.zoo list), or with --backend onnx the exported .onnx")
+    parser.add_argument("label_path", help="the model's label file (class names, BACKGROUND first); - for a zoo entry's labels")
     parser.add_argument("source", nargs="?", default="0", help="video file, URL or camera index (default 0)")
     parser.add_argument("--headless", action="store_true", help="never open a window; write --output instead")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"video written when headless (default {DEFAULT_OUTPUT})")

@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gamma", default=0.1, type=float, help="Gamma update for SGD (multi-step scheduler)")
     parser.add_argument("--base_net_lr", default=None, type=float, help="initial learning rate for base net.")
     parser.add_argument("--extra_layers_lr", default=None, type=float, help="initial learning rate for the layers not in base net and prediction heads.")
-    parser.add_argument("--base_net", help="Pretrained base model")
-    parser.add_argument("--pretrained_ssd", help="Pre-trained base model")
+    parser.add_argument("--base_net", help="Pretrained base model: a file, a zoo name or URL (python -m vision.zoo list)")
+    parser.add_argument("--pretrained_ssd", help="Pre-trained base model: a file, a zoo name or URL")
     parser.add_argument("--resume", default=None, type=str,
                         help="Checkpoint to resume from: last.pth continues the run; a bare state_dict loads weights and starts at epoch 0")
     parser.add_argument("--scheduler", default="multi-step", choices=["multi-step", "cosine"],
@@ -75,6 +75,11 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError("--datasets is required: one or more dataset folders")
     if args.batch_size < 1 or args.num_epochs < 0 or args.validation_epochs < 1:
         raise ValueError("--batch_size and --validation_epochs must be at least 1, --num_epochs at least 0")
+    from vision.zoo import resolve_weights
+
+    for flag in ("base_net", "pretrained_ssd"):  # zoo names and URLs: downloaded before any data is read
+        if getattr(args, flag):
+            setattr(args, flag, resolve_weights(getattr(args, flag)))
     for flag in ("base_net", "pretrained_ssd", "resume"):
         path = getattr(args, flag)
         if path and not os.path.isfile(path):

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vision.ssd import net_recognition
+from vision import zoo
+from vision.ssd import net_recognition, torchvision_backbones
 from vision.utils import box_utils
 from vision.utils.checkpoint import load_state_dict_file
 
@@ -131,23 +132,29 @@ class SSD(nn.Module):
         self.apply(_xavier_init_)
 
     def init_from_base_net(self, model: str) -> None:
-        """Load a state_dict of the base net alone (strict), Xavier-initialise the rest."""
-        state_dict = load_state_dict_file(model)
-        if not net_recognition.fits(self.base_net, state_dict):
+        """Load a state_dict of the base net alone (strict), Xavier-initialise the rest. ``model``: a file, a
+        zoo name or a URL (``vision.zoo.resolve_weights``); a torchvision classification state_dict (told
+        apart by its keys) fills the base net through ``vision.ssd.torchvision_backbones``."""
+        state_dict = load_state_dict_file(zoo.resolve_weights(model))
+        classifier = torchvision_backbones.torchvision_classifier_name(state_dict)
+        if classifier is not None:
+            torchvision_backbones.load_torchvision_classifier_into_base_net(self.base_net, state_dict, classifier, model)
+        elif not net_recognition.fits(self.base_net, state_dict):
             found = net_recognition.recognise_state_dict(state_dict)
             if found is not None and found.kind in ("ssd", "ssd-other-width"):
                 raise ValueError(f"{model}: {found.describe()}, a whole SSD, not a base net; pass it as "
                                  f"--pretrained_ssd (every weight but the heads) or --resume instead of --base_net")
             what = f" ({found.describe()})" if found is not None else ""
             raise ValueError(f"{model}: not a state_dict of this base net{what}")
-        self.base_net.load_state_dict(state_dict, strict=True)
+        else:
+            self.base_net.load_state_dict(state_dict, strict=True)
         for part in (self.source_layer_add_ons, self.extras, self.classification_headers, self.regression_headers):
             part.apply(_xavier_init_)
 
     def init_from_pretrained_ssd(self, model: str) -> None:
         """Load every weight of a trained SSD but its heads (so the class count may differ);
-        Xavier-initialise the heads."""
-        state_dict = load_state_dict_file(model)
+        Xavier-initialise the heads. ``model``: a file, a zoo name or a URL."""
+        state_dict = load_state_dict_file(zoo.resolve_weights(model))
         kept = {k: v for k, v in state_dict.items()
                 if not (k.startswith("classification_headers") or k.startswith("regression_headers"))}
         model_dict = self.state_dict()
@@ -165,8 +172,9 @@ class SSD(nn.Module):
         self.regression_headers.apply(_xavier_init_)
 
     def load(self, model: str) -> None:
-        """Load a checkpoint: a bare state_dict (the original's format) or this project's training checkpoint."""
-        state_dict = load_state_dict_file(model)
+        """Load a checkpoint: a bare state_dict (the original's format) or this project's training checkpoint;
+        ``model``: a file, a zoo name or a URL (``vision.zoo.resolve_weights``)."""
+        state_dict = load_state_dict_file(zoo.resolve_weights(model))
         net_recognition.check_fits(self, state_dict, model)
         self.load_state_dict(state_dict, strict=True)
 
