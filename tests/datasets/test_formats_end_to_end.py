@@ -93,7 +93,7 @@ def test_one_epoch_of_training_on_every_format_at_once(shapes_in_every_format, t
     folder = tmp_path / "models"
     assert train_main(["--datasets", *roots, "--validation_dataset", str(shapes_in_every_format["yolo"]),
                        "--net", "mb1-ssd-lite", "--batch_size", "2", "--num_workers", "0", "--num_epochs", "1",
-                       "--no_progress", "--use_cuda", "false", "--seed", "0",
+                       "--no_progress", "--use_cuda", "false", "--seed", "0", "--resolution", "160",
                        "--checkpoint_folder", str(folder)]) == 0
     history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
     assert len(history) == 1 and np.isfinite(history[0]["train_loss"]) and np.isfinite(history[0]["validation_loss"])

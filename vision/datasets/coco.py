@@ -14,7 +14,6 @@ background. An image's id is its file_name without the suffix.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -25,7 +24,6 @@ from .annotated import DatasetContents, ImageEntry, LoadedImage, SplitDataset
 from .errors import DatasetError, warn_bad_data
 from ..utils.labels import BACKGROUND, read_label_file
 
-log = logging.getLogger(__name__)
 _REQUIRED_KEYS = ("images", "annotations", "categories")
 
 

@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .annotated import IMAGE_SUFFIXES, DatasetContents, ImageEntry, LoadedImage, SplitDataset, training_split_names, \
-    evaluation_split_names
+from .annotated import (IMAGE_SUFFIXES, DatasetContents, ImageEntry, LoadedImage, SplitDataset,
+                        evaluation_split_names, training_split_names)
 from .errors import BadImageError, DatasetError
 from .images import read_image_size
 from ..utils.labels import BACKGROUND, read_label_file
