@@ -11,7 +11,10 @@ for deterministic weights (vision/utils/reference_weights.py) on generated pictu
 - ``torchvision+recheck``: batched_nms, then the groups holding a pair that the two IoU formulas decide
   differently are decided again exactly.
 
-``differs`` counts images whose kept set differs from the exact one. Prints a markdown table.
+Times are per image, best of ``--repeats``: wall clock and process CPU time (all threads).
+``differs`` counts images whose kept set differs from the exact one. The last two rows per setting time
+the whole ``Predictor.postprocess`` (ranking, NMS, scaling) with ``exact_original_nms`` True (the default)
+and False. Prints a markdown table.
 
     python benchmarks/bench_nms.py [--nets mb1-ssd vgg16-ssd] [--thresholds 0.01 0.4] [--images 4] [--repeats 5]
 """
@@ -97,6 +100,20 @@ METHODS: Dict[str, Callable[..., Tensor]] = {
 }
 
 
+@torch.no_grad()
+def measure(run: Callable[[], object], repeats: int):
+    """Best wall-clock and best process-CPU seconds of ``run`` over ``repeats`` runs, after a warm-up.
+    The CPU time (all threads) is the steadier figure on a busy machine."""
+    run()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus)
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -118,8 +135,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
 
     print(f"CPU: {cpu_model()}, {args.threads} threads; torch {torch.__version__}")
-    print("| method | net | prob threshold | candidates / img | ms / img (best of repeats) | differs from exact |")
-    print("|---|---|---|---|---|---|")
+    print("| method | net | prob threshold | candidates / img | wall ms / img | CPU ms / img | differs from exact |")
+    print("|---|---|---|---|---|---|---|")
     for net_type in args.nets:
         predictor = create_predictor(net_type, load_deterministic_weights(create_net(net_type, 21, is_test=True)))
         images = [render_image([2026, index])[0] for index in range(args.images)]
@@ -129,16 +146,21 @@ def main(argv=None) -> None:
                 exact = [exact_keep(*item, predictor.iou_threshold) for item in inputs]
             candidates = statistics.mean(int(item[2].sum()) for item in inputs)
             for name, method in METHODS.items():
-                times, differs = [], 0
-                for run in range(args.repeats + 1):
-                    start = time.perf_counter()
-                    with torch.no_grad():
-                        keeps = [method(*item, predictor.iou_threshold) for item in inputs]
-                    if run:
-                        times.append((time.perf_counter() - start) / len(images))
-                    differs = sum(not torch.equal(keep, reference) for keep, reference in zip(keeps, exact))
-                print(f"| {name} | {net_type} | {threshold} | {candidates:.0f} | {1e3 * min(times):.2f} | "
-                      f"{differs} of {len(images)} |")
+                keeps = [method(*item, predictor.iou_threshold) for item in inputs]
+                differs = sum(not torch.equal(keep, reference) for keep, reference in zip(keeps, exact))
+                wall, cpu = measure(lambda: [method(*item, predictor.iou_threshold) for item in inputs], args.repeats)
+                print(f"| {name} | {net_type} | {threshold} | {candidates:.0f} | {1e3 * wall / len(images):.2f} | "
+                      f"{1e3 * cpu / len(images):.2f} | {differs} of {len(images)} |")
+            with torch.no_grad():
+                outputs = [predictor.forward(predictor.preprocess([image])) for image in images]
+            sizes = [image.shape[:2] for image in images]
+            for exact in (True, False):
+                predictor.exact_original_nms = exact
+                wall, cpu = measure(lambda: [predictor.postprocess(scores, boxes, [size], prob_threshold=threshold)
+                                             for (scores, boxes), size in zip(outputs, sizes)], args.repeats)
+                print(f"| postprocess, exact_original_nms={exact} | {net_type} | {threshold} | {candidates:.0f} | "
+                      f"{1e3 * wall / len(images):.2f} | {1e3 * cpu / len(images):.2f} | |")
+            predictor.exact_original_nms = True
 
 
 if __name__ == "__main__":

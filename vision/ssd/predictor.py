@@ -33,13 +33,15 @@ class Predictor:
     by score (equal scores: lower prior index first), the original's IoU with its ``1e-5`` in the union
     (0..1 units), a box kept when its IoU with every kept better box is ``<= iou_threshold``; see
     ``vision.utils.nms``. ``exact_original_nms=False`` uses ``torchvision.ops.batched_nms`` instead
-    (epsilon-free IoU), for net types whose reference is torchvision.
+    (epsilon-free IoU), for net types whose reference is torchvision. Those also set ``clip_boxes`` (boxes
+    clipped to the image before NMS) and ``max_detections`` (the best ``max_detections`` of an image kept
+    after NMS and ``top_k``, torchvision's ``detections_per_img``; None or 0, the original's rule: no cap).
     """
 
     def __init__(self, net: torch.nn.Module, size: Union[int, Tuple[int, int]], mean: Union[float, Sequence[float]] = 0.0, std: float = 1.0,
                  nms_method: Optional[str] = None, iou_threshold: float = 0.45, filter_threshold: float = 0.01,
                  candidate_size: int = 200, sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None,
-                 exact_original_nms: bool = True):
+                 exact_original_nms: bool = True, clip_boxes: bool = False, max_detections: Optional[int] = None):
         if nms_method not in (None, "hard", "soft"):
             raise ValueError(f"nms_method must be 'hard' or 'soft', got {nms_method!r}")
         self.net = net
@@ -57,6 +59,8 @@ class Predictor:
         self.candidate_size = candidate_size
         self.sigma = sigma
         self.exact_original_nms = exact_original_nms
+        self.clip_boxes = clip_boxes  # torchvision's rule: boxes clipped to the image before NMS
+        self.max_detections = max_detections  # per image, best scores first, after NMS; None or 0: no cap
         # None: on a CPU, an is_test net runs as a copy with BatchNorm folded into its convolutions
         # (vision.ssd.fusion; the net itself is untouched, detections within 1e-5). True/False force it.
         self.fuse_batchnorm: Optional[bool] = None
@@ -116,6 +120,8 @@ class Predictor:
             return first, second
         config = self.net.config
         scores = torch.softmax(first, dim=2)
+        if hasattr(self.net, "decode_boxes"):  # a net type with its own box coding (torchvision's BoxCoder)
+            return scores, self.net.decode_boxes(second)
         boxes = box_utils.convert_locations_to_boxes(second, self.net.priors, config.center_variance, config.size_variance)
         return scores, box_utils.center_form_to_corner_form(boxes)
 
@@ -127,6 +133,8 @@ class Predictor:
         threshold = prob_threshold if prob_threshold else self.filter_threshold
         num_images, num_priors, num_classes = scores.shape
         class_scores = scores[:, :, 1:]  # background is never detected
+        if self.clip_boxes:
+            boxes = boxes.clamp(0.0, 1.0)  # corner form 0..1: clipping to the image
         if self.nms_method == "soft":
             image_index, prior_index, class_index = (class_scores > threshold).nonzero(as_tuple=True)
             candidate_scores = class_scores[image_index, prior_index, class_index]
@@ -150,6 +158,10 @@ class Predictor:
         if top_k > 0 and kept_groups.numel() > 0:
             within = _rank_within_runs(kept_groups)
             kept_boxes, kept_scores, kept_groups = kept_boxes[within < top_k], kept_scores[within < top_k], kept_groups[within < top_k]
+        if self.max_detections and self.max_detections > 0 and kept_groups.numel() > 0:
+            selected = _best_per_image(torch.div(kept_groups, num_classes, rounding_mode="floor"), kept_scores,
+                                       self.max_detections)
+            kept_boxes, kept_scores, kept_groups = kept_boxes[selected], kept_scores[selected], kept_groups[selected]
 
         kept_images = torch.div(kept_groups, num_classes, rounding_mode="floor")
         kept_labels = kept_groups - kept_images * num_classes
@@ -189,22 +201,32 @@ def _ranked_candidates(scores: Tensor, candidate_size: int, threshold: float) ->
     the order of entries at or below ``threshold`` (never candidates) is left unspecified.
 
     ``topk`` is several times faster than a full sort but orders equal scores arbitrarily, so its result
-    is repaired where candidates tie: rows are re-sorted stably by (score, prior), and a tie across the
-    cut falls back to the full stable sort."""
+    is repaired where candidates tie: rows are re-sorted stably by (score, prior), and a row with a tie
+    across the cut falls back to the full stable sort."""
     num_priors = scores.shape[-1]
     if candidate_size <= 0 or candidate_size >= num_priors:
         return scores.sort(dim=-1, descending=True, stable=True)
     best_scores, best_priors = scores.topk(candidate_size + 1, dim=-1)
-    if bool(((best_scores[..., -2] == best_scores[..., -1]) & (best_scores[..., -1] > threshold)).any()):
-        sorted_scores, sorted_priors = scores.sort(dim=-1, descending=True, stable=True)
-        return sorted_scores[..., :candidate_size], sorted_priors[..., :candidate_size]
+    tie_at_cut = (best_scores[..., -2] == best_scores[..., -1]) & (best_scores[..., -1] > threshold)
     best_scores, best_priors = best_scores[..., :-1], best_priors[..., :-1]
+    if bool(tie_at_cut.any()):
+        sorted_scores, sorted_priors = scores[tie_at_cut].sort(dim=-1, descending=True, stable=True)
+        best_scores[tie_at_cut], best_priors[tie_at_cut] = sorted_scores[:, :candidate_size], sorted_priors[:, :candidate_size]
     if bool(((best_scores[..., 1:] == best_scores[..., :-1]) & (best_scores[..., 1:] > threshold)).any()):
         by_prior = best_priors.argsort(dim=-1)
         best_scores, best_priors = best_scores.gather(-1, by_prior), best_priors.gather(-1, by_prior)
         by_score = best_scores.argsort(dim=-1, descending=True, stable=True)
         best_scores, best_priors = best_scores.gather(-1, by_score), best_priors.gather(-1, by_score)
     return best_scores, best_priors
+
+
+def _best_per_image(images: Tensor, scores: Tensor, limit: int) -> Tensor:
+    """Indexes (ascending, so the input order is kept) of the ``limit`` best scores of each image.
+    images: int64 ``(K,)`` image index of each detection; scores: ``(K,)``."""
+    by_score = torch.argsort(scores, descending=True, stable=True)
+    by_image = by_score[torch.argsort(images[by_score], stable=True)]  # image, then best first
+    rank = _rank_within_runs(images[by_image])
+    return by_image[rank < limit].sort().values
 
 
 def _rank_within_runs(sorted_groups: Tensor) -> Tensor:
