@@ -305,3 +305,18 @@ def test_train_script_reports_a_malformed_file_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert status != 0 and len(error) == 1
     assert "instances_train.json: malformed JSON" in error[0]
+
+
+@pytest.mark.parametrize("dataset_format", ["coco", "yolo", "csv"])
+def test_synthetic_generator_writes_each_format(tmp_path, dataset_format, capsys):
+    from vision.datasets.synthetic import main as synthetic_main
+
+    root = tmp_path / dataset_format
+    synthetic_main(["--root", str(root), "--format", dataset_format, "--num_images", "2", "--num_test", "1",
+                    "--width", "80", "--height", "60", "--num_workers", "1"])
+    assert f"({dataset_format})" in capsys.readouterr().out
+    assert detect_format(root) == dataset_format
+    assert [path.name for path in tmp_path.iterdir()] == [dataset_format]  # no temporary folder left behind
+    train, names = build_dataset("auto", [root])
+    assert len(train) == 2 and names[1:] == ["circle", "square", "triangle", "star", "ring"]
+    assert len(build_dataset("auto", [root], is_test=True)[0]) == 1
