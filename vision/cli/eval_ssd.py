@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_dir", default="eval_results", type=str,
                         help="The directory to store evaluation results.")
     parser.add_argument("--mb2_width_mult", default=1.0, type=float, help="Width Multiplifier for MobilenetV2")
+    parser.add_argument("--resolution", default=None,
+                        help="Input size, N or WxH (e.g. 512, 640x360); default: the size in the model's .pth.json "
+                             "sidecar, else the net's native size.")
     parser.add_argument("--batch_size", default=None, type=int,
                         help="Images per predict_batch call (default: 32 on a GPU, 4 on a CPU).")
     parser.add_argument("--num_workers", default=None, type=int,
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate_model(args: argparse.Namespace) -> int:
     from vision.ssd.registry import create_net, create_predictor
+    from vision.ssd.sidecar import resolve_image_size
 
     device = choose_device(args.device, args.use_cuda)
     batch_size = args.batch_size or default_batch_size(device)
@@ -80,7 +84,8 @@ def evaluate_model(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.dataset_type, args.dataset, args.label_file)
     class_names = read_label_file(args.label_file) if args.label_file else list(dataset.class_names)
 
-    net = create_net(args.net, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult)
+    image_size = resolve_image_size(args.resolution, args.trained_model, args.net)
+    net = create_net(args.net, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult, image_size=image_size)
     net.load(args.trained_model)
     net = net.to(device).eval()
     predictor = create_predictor(args.net, net, nms_method=args.nms_method, device=device)
@@ -103,6 +108,7 @@ def evaluate_model(args: argparse.Namespace) -> int:
         "use_2007_metric": args.use_2007_metric,
         "iou_threshold": args.iou_threshold,
         "nms_method": args.nms_method,
+        "image_size": list(net.config.image_size),
         "device": str(device),
         "batch_size": batch_size,
         "num_workers": num_workers,

@@ -20,6 +20,7 @@ from vision.training.distributed import DistributedContext, init_distributed, sh
 from vision.training.loops import NonFiniteLossError
 from vision.training.run import TrainingRun, choose_device, seed_everything
 from vision.utils.checkpoint import CheckpointError
+from vision.utils.image_size import parse_resolution
 
 log = logging.getLogger("train_ssd")
 
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_augmentation", action="store_true", help="(new) train on resized images only (debugging, exact comparisons)")
     parser.add_argument("--freeze_bn", action="store_true", help="(new) keep BatchNorm layers in eval mode while training")
     parser.add_argument("--no_progress", action="store_true", help="(new) no progress bars (e.g. in log files)")
+    parser.add_argument("--resolution", default=None,
+                        help="(new) input size: N for NxN (e.g. 512) or WxH (e.g. 640x360); default: the net's native "
+                             "size (300), or with --resume the size that run was trained at. See docs/input_size.md")
     return parser
 
 
@@ -80,6 +84,8 @@ def validate_args(args: argparse.Namespace) -> None:
     for flag in ("base_net", "pretrained_ssd"):  # zoo names and URLs: downloaded before any data is read
         if getattr(args, flag):
             setattr(args, flag, resolve_weights(getattr(args, flag)))
+    if args.resolution:
+        parse_resolution(args.resolution)  # a one-line error before any data is read
     for flag in ("base_net", "pretrained_ssd", "resume"):
         path = getattr(args, flag)
         if path and not os.path.isfile(path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import os
 import random
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -69,8 +69,10 @@ def _plain(value: Any) -> Any:
 
 
 def save_training_checkpoint(path: str, model: torch.nn.Module, optimizer, scheduler, epoch: int, step: int,
-                             args: Dict[str, Any], scaler=None) -> None:
-    """Write ``last.pth`` atomically: everything needed to continue at ``epoch + 1``."""
+                             args: Dict[str, Any], scaler=None, info: Optional[Dict[str, Any]] = None) -> None:
+    """Write ``last.pth`` atomically: everything needed to continue at ``epoch + 1``. ``info``: plain
+    values stored at the top level beside them (training stores ``net_type``, ``image_size`` ``[width,
+    height]`` and ``class_names``)."""
     checkpoint = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -82,6 +84,7 @@ def save_training_checkpoint(path: str, model: torch.nn.Module, optimizer, sched
     }
     if scaler is not None:
         checkpoint["scaler"] = scaler.state_dict()
+    checkpoint.update(info or {})
     atomic_save(checkpoint, path)
 
 

@@ -15,7 +15,8 @@ import torch
 from vision.datasets import DatasetError, build_dataset, collate_training_batch, store_labels, worker_init_fn
 from vision.nn.multibox_loss import MultiboxLoss
 from vision.ssd import net_recognition
-from vision.ssd.registry import create_net, get_net_type
+from vision.ssd.registry import create_net, create_predictor, get_net_type, net_config
+from vision.ssd.sidecar import read_sidecar, write_sidecar
 from vision.ssd.ssd import MatchPrior
 from vision.training import checkpoints, skipped
 from vision.training.distributed import DistributedContext, barrier
@@ -65,6 +66,9 @@ class TrainingRun:
         self.context = context
         self.device = device
         self.entry = get_net_type(args.net)
+        # The configuration at the run's input size (the net built later carries the same value).
+        self.config = net_config(args.net, self._input_size(), args.mb2_width_mult)
+        log.info("Input size %s, %d priors", self.config.size_text, self.config.num_priors)
         if context.is_main:
             for path in checkpoints.prepare_checkpoint_folder(args.checkpoint_folder):
                 log.info("Removed %s, a partial save left by a killed run", path)
@@ -77,8 +81,8 @@ class TrainingRun:
     # -- set-up ---------------------------------------------------------------------------------
     def _setup_data(self) -> None:
         """Training and validation data sets with their transforms; writes ``labels.txt``."""
-        args, config = self.args, self.entry.config
-        self.match_prior = MatchPrior(config.priors, config.center_variance, config.size_variance, 0.5)
+        args, config = self.args, self.config
+        self.match_prior = MatchPrior(config.priors, config.center_variance, config.size_variance, config.match_iou_threshold)
         train_transform = (TestTransform if args.no_augmentation else TrainAugmentation)(config.image_size, config.image_mean, config.image_std)
         self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets, transform=train_transform,
                                                              target_transform=self.match_prior, balance_data=args.balance_data)
@@ -102,7 +106,8 @@ class TrainingRun:
     def _setup_model(self) -> Optional[dict]:
         """The net, its initial weights, device and memory format; returns a training checkpoint to restore."""
         args = self.args
-        self.net = create_net(args.net, len(self.class_names), mb2_width_mult=args.mb2_width_mult)
+        self.net = create_net(args.net, len(self.class_names), mb2_width_mult=args.mb2_width_mult,
+                              image_size=self.config.image_size)
         self.start_epoch = 0
         self.global_step = 0
         resume_checkpoint = self._initial_weights()
@@ -127,11 +132,13 @@ class TrainingRun:
 
     def _setup_loss(self) -> None:
         """MultiboxLoss for training (hard negatives counted across processes) and for validation."""
-        config = self.entry.config
-        self.criterion = MultiboxLoss(config.priors, iou_threshold=0.5, neg_pos_ratio=3, center_variance=0.1, size_variance=0.2,
+        config = self.net.config
+        self.criterion = MultiboxLoss(config.priors, iou_threshold=config.match_iou_threshold, neg_pos_ratio=config.neg_pos_ratio,
+                                      center_variance=config.center_variance, size_variance=config.size_variance,
                                       device=self.device, background_negatives=self.args.background_negatives)
-        self.validation_criterion = MultiboxLoss(config.priors, iou_threshold=0.5, neg_pos_ratio=3, center_variance=0.1,
-                                                 size_variance=0.2, device=self.device, across_processes=False)
+        self.validation_criterion = MultiboxLoss(config.priors, iou_threshold=config.match_iou_threshold,
+                                                 neg_pos_ratio=config.neg_pos_ratio, center_variance=config.center_variance,
+                                                 size_variance=config.size_variance, device=self.device, across_processes=False)
 
     def _setup_logging(self) -> None:
         """A TensorBoard writer on the main process when ``--log_dir`` is given."""
@@ -242,10 +249,12 @@ class TrainingRun:
                     log.info("Epoch: %d, Validation VOC07 mAP: %.4f", epoch, record["validation_map"])
                 last_model_path = os.path.join(args.checkpoint_folder, f"{args.net}-Epoch-{epoch}-Loss-{loss_for_name}.pth")
                 atomic_save(self.net.state_dict(), last_model_path)
+                self._write_sidecar(last_model_path)
                 log.info("Saved model %s", last_model_path)
             if self.context.is_main:
                 checkpoints.save_training_checkpoint(last_path, self.net, self.optimizer, self.scheduler, epoch,
-                                                     self.global_step, vars(args), self.scaler)
+                                                     self.global_step, vars(args), self.scaler, info=self._model_info())
+                self._write_sidecar(last_path)
                 self._append_history(record)
             barrier(self.context)
         if self.writer is not None:
@@ -255,12 +264,36 @@ class TrainingRun:
     def _validation_map(self) -> float:
         """VOC07 11-point mAP of the current weights on the validation set (prob_threshold 0.01)."""
         from vision.evaluation.runner import evaluate
-        from vision.ssd.predictor import Predictor
 
-        predictor = Predictor.from_config(self.net, self.entry.config, device=self.device)
+        predictor = create_predictor(self.args.net, self.net, device=self.device)
         result = evaluate(predictor, self.validation_raw, self.class_names, batch_size=self.args.batch_size,
                           num_workers=min(self.args.num_workers, 2), progress=False)
         return float(result.mean_ap)
+
+    def _input_size(self):
+        """``--resolution`` when given; on ``--resume`` without it, the size the checkpoint was trained at
+        (its sidecar, else ``image_size`` in a last.pth); else None (the native size)."""
+        from vision.utils.image_size import parse_resolution
+
+        args = self.args
+        if getattr(args, "resolution", None):
+            return parse_resolution(args.resolution)
+        if args.resume:
+            info = read_sidecar(args.resume)
+            if info is not None:
+                return info.image_size
+            checkpoint = load_checkpoint_file(args.resume)
+            if isinstance(checkpoint, dict) and checkpoint.get("image_size") is not None:
+                return tuple(int(v) for v in checkpoint["image_size"])
+        return None
+
+    def _model_info(self) -> dict:
+        """What last.pth records beside the training state: net type, input size ``[width, height]``, classes."""
+        return {"net_type": self.args.net, "image_size": list(self.net.config.image_size),
+                "class_names": list(self.class_names)}
+
+    def _write_sidecar(self, checkpoint_path: str) -> None:
+        write_sidecar(checkpoint_path, self.args.net, self.net.config.image_size, self.class_names, self.args.mb2_width_mult)
 
     def _log_step(self, step: int, values: dict) -> None:
         if self.writer is not None:
