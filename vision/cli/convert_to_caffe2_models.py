@@ -3,11 +3,16 @@ when Caffe2 is installed.
 
     python convert_to_caffe2_models.py <net> <model.pth> <labels.txt> [--output models/<net>.onnx]
         [--dynamic_batch] [--opset 13] [--exporter auto|torchscript|dynamo] [--with_postprocess]
+        [--int8 --calibration_data DIR [--calibration_images 200] [--calibration_method minmax]
+         [--validation_dataset DIR]]
 
 Writes ``models/<net>.onnx`` (or ``--output``) with ``.labels.txt`` and ``.json`` beside it (the contract is
 in docs/deploy.md). Then checks it: ONNX Runtime against PyTorch (the export fails, and no file is left,
 when they differ by more than 1e-4), and OpenCV DNN (a warning when OpenCV cannot run it). A
 ``--with_postprocess`` graph is checked against the PyTorch predictor's detections in ONNX Runtime only.
+With ``--int8`` it also writes ``<name>.int8.onnx`` (ONNX Runtime static quantization calibrated on images
+of ``--calibration_data``; see ``vision.export.quantize``), checks that it finds float32's objects, and
+prints both latencies (and both mAPs with ``--validation_dataset``).
 """
 from __future__ import annotations
 
@@ -41,6 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prob_threshold", type=float, default=0.01,
                         help="with --with_postprocess: default of the graph's prob_threshold input")
     parser.add_argument("--mb2_width_mult", type=float, default=1.0, help="width multiplier of mb2-ssd-lite")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write <name>.int8.onnx, quantized with ONNX Runtime (QDQ, per-channel weights)")
+    parser.add_argument("--calibration_data", default=None,
+                        help="with --int8: a folder of images, or any data set root, to calibrate on")
+    parser.add_argument("--calibration_images", type=int, default=200,
+                        help="with --int8: how many images of --calibration_data to calibrate on")
+    parser.add_argument("--calibration_method", default="minmax", choices=("minmax", "entropy", "percentile"),
+                        help="with --int8: how activation ranges are chosen (minmax: measured best here, and fastest)")
+    parser.add_argument("--validation_dataset", default=None,
+                        help="with --int8: a data set root (test split) on which to print float32 and INT8 mAP")
+    parser.add_argument("--validation_dataset_type", default="voc", choices=("voc", "open_images"),
+                        help="the format of --validation_dataset")
     return parser
 
 
@@ -57,6 +74,7 @@ def convert(args: argparse.Namespace) -> int:
     from vision.utils.labels import read_label_file
 
     get_net_type(args.net_type)
+    calibration_images = choose_int8_calibration(args)
     opset = args.opset or (DEFAULT_OPSET if args.exporter != "dynamo" else 18)
     exporter = resolve_exporter(args.exporter, opset)
     from vision.zoo import resolve_labels
@@ -104,6 +122,8 @@ def convert(args: argparse.Namespace) -> int:
             if os.path.exists(path):
                 os.remove(path)
     print(f"Wrote {final[0]}, {final[2]} and {final[1]}")
+    if args.int8:
+        write_int8(output, calibration_images, args, class_names)
 
     backend = caffe2_backend()
     if backend is None:
@@ -116,6 +136,60 @@ def convert(args: argparse.Namespace) -> int:
             print(f"warning: Caffe2 conversion failed ({str(error).strip().splitlines()[0][:200]}); "
                   f"the ONNX model is complete", file=sys.stderr)
     return 0
+
+
+def choose_int8_calibration(args: argparse.Namespace) -> Optional[List[str]]:
+    """The calibration images for --int8 (None without it); one-line errors for bad flags or folders."""
+    if not args.int8:
+        for flag in ("calibration_data", "validation_dataset"):
+            if getattr(args, flag):
+                raise ValueError(f"--{flag} applies with --int8 only")
+        return None
+    if not args.calibration_data:
+        raise ValueError("--int8 needs --calibration_data DIR: a folder of images like those the model will see")
+    from vision.export.quantize import choose_calibration_images
+
+    return choose_calibration_images(args.calibration_data, args.calibration_images,
+                                     warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+
+
+def write_int8(output: str, calibration_images: List[str], args: argparse.Namespace, class_names: List[str]) -> None:
+    """Quantize the float32 file ``output`` into ``<name>.int8.onnx``, check it, report latency (and mAP)."""
+    from vision.export.compare import check_int8_detections, compare_map, forward_latency_ms
+    from vision.export.metadata import side_file_paths
+    from vision.export.quantize import int8_output_path, quantize_onnx, read_rgb
+
+    final_path = int8_output_path(output)
+    folder, name = os.path.split(os.path.abspath(final_path))
+    staging = os.path.join(folder, f".tmp-{name}")
+    staged, final = [staging, *side_file_paths(staging)], [final_path, *side_file_paths(final_path)]
+    try:
+        metadata = quantize_onnx(output, staging, calibration_images, method=args.calibration_method)
+        print(f"Quantized to INT8 ({metadata.quantization['quantized_nodes']} nodes, {args.calibration_method} "
+              f"calibration on {len(calibration_images)} images of {args.calibration_data})")
+        check_images = [read_rgb(path) for path in calibration_images[:8]]
+        result = check_int8_detections(staging, output, check_images)
+        if result.message.startswith("cannot run"):
+            raise ValueError(f"{final_path}: not written, {result}")
+        # Quantization's cost is the user's call (the mAP below says what it is): a mismatch warns.
+        print(result if result.ok else f"warning: {result}")
+        for source, target in zip(staged, final):
+            os.replace(source, target)
+    finally:
+        for path in staged:
+            if os.path.exists(path):
+                os.remove(path)
+    print(f"Wrote {final[0]}, {final[2]} and {final[1]}")
+    float_ms, int8_ms = (forward_latency_ms(path, check_images[0]) for path in (output, final_path))
+    print(f"Latency at batch 1 (ONNX Runtime, CPU, forward pass, median of 20): float32 {float_ms:.1f} ms, "
+          f"INT8 {int8_ms:.1f} ms ({float_ms / int8_ms:.2f}x)")
+    if args.validation_dataset:
+        from vision.evaluation.data import open_dataset
+
+        dataset = open_dataset(args.validation_dataset_type, args.validation_dataset, args.label_path)
+        float_map, int8_map = compare_map(output, final_path, dataset, class_names)
+        print(f"mAP (VOC07) on {len(dataset)} images of {args.validation_dataset}: float32 {float_map:.4f}, "
+              f"INT8 {int8_map:.4f} ({int8_map - float_map:+.4f})")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     from vision.ssd.registry import NET_TYPES
 
     parser = argparse.ArgumentParser(description="SSD Evaluation on VOC Dataset.")
-    parser.add_argument("--net", default="vgg16-ssd", choices=sorted(NET_TYPES),
-                        help="The network architecture.")
+    parser.add_argument("--net", default=None, choices=sorted(NET_TYPES),
+                        help="The network architecture (default: vgg16-ssd; with --backend onnx, the file's own).")
     parser.add_argument("--trained_model", type=str, required=True, help="The .pth state_dict to evaluate, or a zoo name or URL (python -m vision.zoo list).")
     parser.add_argument("--dataset_type", default="auto", type=str, choices=DATASET_TYPES,
                         help="Dataset format: voc, open_images, coco, yolo, csv, or auto (default: detected).")
@@ -52,8 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: min(4, CPU cores) on a GPU, 0 on a CPU).")
     parser.add_argument("--device", default=None, type=str,
                         help="Torch device (cpu, cuda, cuda:1, ...); default: cuda:0 if available and --use_cuda.")
+    parser.add_argument("--max_detections", default=None, type=int,
+                        help="(new) detections kept per image after NMS, best first; 0: no cap; default: the net "
+                             "type's (none for the original's types, torchvision's 300/200 for ssdlite320-mb3-large/"
+                             "ssd300-vgg16)")
     parser.add_argument("--metric", default="voc", choices=METRICS,
                         help="voc: the original's per-class AP; coco: mAP@[.5:.95], @.5, @.75 via pycocotools.")
+    parser.add_argument("--backend", default="pytorch", choices=("pytorch", "onnx"),
+                        help="onnx: --trained_model is a file from convert_to_caffe2_models.py (float32 or INT8, "
+                             "with or without the NMS graph), run in ONNX Runtime; its labels.txt is the default "
+                             "--label_file.")
+    parser.add_argument("--onnx_threads", default=0, type=int,
+                        help="With --backend onnx: ONNX Runtime intra-op threads (0: one per physical core).")
+    parser.add_argument("--onnx_optimization", default="all", choices=("disable", "basic", "extended", "all"),
+                        help="With --backend onnx: ONNX Runtime graph optimisation level.")
     return parser
 
 
@@ -69,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate_model(args: argparse.Namespace) -> int:
+    if args.backend == "onnx":
+        return evaluate_exported_model(args)
+    args.net = args.net or "vgg16-ssd"
     from vision.ssd.registry import create_net, create_predictor
     from vision.ssd.sidecar import resolve_image_size
 
@@ -88,7 +103,8 @@ def evaluate_model(args: argparse.Namespace) -> int:
     net = create_net(args.net, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult, image_size=image_size)
     net.load(args.trained_model)
     net = net.to(device).eval()
-    predictor = create_predictor(args.net, net, nms_method=args.nms_method, device=device)
+    predictor = create_predictor(args.net, net, nms_method=args.nms_method, device=device,
+                                 max_detections=args.max_detections)
 
     evaluation = evaluate(
         predictor,
@@ -113,6 +129,50 @@ def evaluate_model(args: argparse.Namespace) -> int:
         "batch_size": batch_size,
         "num_workers": num_workers,
     }
+    return report(args, evaluation, settings)
+
+
+def evaluate_exported_model(args: argparse.Namespace) -> int:
+    """``--backend onnx``: the exported file in ONNX Runtime, through the same evaluation and outputs."""
+    from vision.evaluation.exported import describe_precision, exported_label_file, input_size_of, open_exported_model
+    from vision.inference import onnx_providers
+
+    if args.nms_method not in (None, "hard"):
+        raise ValueError(f"--nms_method {args.nms_method}: an exported model runs hard NMS only")
+    label_file = args.label_file or exported_label_file(args.trained_model)
+    dataset = open_dataset(args.dataset_type, args.dataset, label_file)
+    class_names = read_label_file(label_file) if label_file else list(dataset.class_names)
+    device = args.device or (None if args.use_cuda else "cpu")
+    _, device_name = onnx_providers(device)
+    predictor = open_exported_model(args.trained_model, class_names, net_type=args.net, device=device,
+                                    num_threads=args.onnx_threads, optimization=args.onnx_optimization)
+    batch_size = args.batch_size or default_batch_size(device_name)
+    num_workers = default_num_workers(device_name) if args.num_workers is None else args.num_workers
+    evaluation = evaluate(predictor, dataset, class_names, metric=args.metric, iou_threshold=args.iou_threshold,
+                          use_2007_metric=args.use_2007_metric, batch_size=batch_size, num_workers=num_workers)
+    settings = {
+        "net": predictor.metadata.net_type,
+        "trained_model": str(Path(args.trained_model)),
+        "backend": "onnx",
+        "precision": describe_precision(predictor),
+        "with_postprocess": predictor.has_postprocess,
+        "dataset_type": args.dataset_type,
+        "dataset": str(Path(args.dataset)),
+        "use_2007_metric": args.use_2007_metric,
+        "iou_threshold": args.iou_threshold,
+        "nms_method": "hard",
+        "image_size": input_size_of(predictor),
+        "device": device_name,
+        "onnx_threads": args.onnx_threads,
+        "onnx_optimization": args.onnx_optimization,
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+    }
+    return report(args, evaluation, settings)
+
+
+def report(args: argparse.Namespace, evaluation, settings: dict) -> int:
+    """Write the outputs to --eval_dir and print the AP table (stdout) and the timing (stderr)."""
     write_outputs(args.eval_dir, evaluation, settings)
     print(evaluation.table())
     if evaluation.timing.skipped_ids:

@@ -55,6 +55,7 @@ class ModelMetadata:
     ``(N, P, C)`` softmaxed (class 0 is the background) and ``boxes`` ``(N, P, 4)`` corner form
     ``[x1, y1, x2, y2]`` relative to the image (0..1). With postprocess: ``boxes`` ``(M, 4)`` corner form
     0..1, ``scores`` ``(M,)``, ``labels`` ``(M,)`` int64 and ``batch_index`` ``(M,)`` int64.
+    An INT8 file has the same inputs and outputs (still float32) and says how it was made in ``quantization``.
     """
 
     net_type: str
@@ -71,6 +72,8 @@ class ModelMetadata:
     exporter: str
     mb2_width_mult: float = 1.0
     postprocess: Optional[PostprocessInfo] = None
+    # None for float32 files; for an INT8 file (vision.export.quantize) how it was quantized and calibrated.
+    quantization: Optional[Dict[str, Any]] = None
     input_name: str = INPUT_NAME
     output_names: List[str] = field(default_factory=lambda: [SCORES_NAME, BOXES_NAME])
     color_order: str = "RGB"

@@ -17,6 +17,18 @@ from vision.export.metadata import (BATCH_INDEX_NAME, BOXES_NAME, LABELS_NAME, M
 Detections = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 DEFAULT_CANDIDATE_SIZE = 200
+# ONNX Runtime's graph optimisation levels by name (``--onnx_optimization``).
+OPTIMIZATION_LEVELS = {
+    "disable": onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+# Chosen by measurement (benchmarks/bench_deploy.py sessions; docs/deploy.md#onnx-runtime-session-options):
+# "all" was fastest or tied for every net, float32 and INT8; threads 0 lets ONNX Runtime take one per
+# physical core, which was as fast as naming the core count.
+DEFAULT_OPTIMIZATION = "all"
+DEFAULT_NUM_THREADS = 0
 
 
 class OnnxModelError(ValueError):
@@ -37,15 +49,20 @@ class OnnxPredictor:
     in numpy) or a ``--with_postprocess`` one (the graph runs it; its ``candidate_size`` was fixed at
     export). The preprocessing, image size and class names come from the JSON beside the file.
 
-    onnx_path: the ``.onnx`` file; providers: ONNX Runtime execution providers (default CPU);
-    candidate_size: per-class candidates before NMS for plain exports (default 200, as the PyTorch
-    predictor).
+    onnx_path: the ``.onnx`` file (float32 or INT8); providers: ONNX Runtime execution providers (default
+    CPU); candidate_size: per-class candidates before NMS for plain exports (default 200, as the PyTorch
+    predictor); num_threads: the session's intra-op threads (0: one per physical core, ONNX Runtime's
+    default); optimization: graph optimisation level, one of OPTIMIZATION_LEVELS (default "all");
+    session_options: a full ``SessionOptions`` instead (then num_threads and optimization are not used).
     """
 
     def __init__(self, onnx_path: str | os.PathLike, providers: Optional[Sequence] = None,
                  candidate_size: Optional[int] = None, filter_threshold: float = 0.01,
-                 session_options: Optional[onnxruntime.SessionOptions] = None):
+                 session_options: Optional[onnxruntime.SessionOptions] = None,
+                 num_threads: int = DEFAULT_NUM_THREADS, optimization: str = DEFAULT_OPTIMIZATION):
         self.onnx_path = os.fspath(onnx_path)
+        if session_options is None:
+            session_options = make_session_options(num_threads, optimization)
         self.session = open_session(self.onnx_path, providers, session_options)
         embedded = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.metadata: ModelMetadata = read_metadata(self.onnx_path, embedded=embedded)
@@ -137,6 +154,23 @@ class OnnxPredictor:
         return scaled
 
 
+def make_session_options(num_threads: int = DEFAULT_NUM_THREADS,
+                         optimization: str = DEFAULT_OPTIMIZATION) -> onnxruntime.SessionOptions:
+    """Session options with ``num_threads`` intra-op threads (0: ONNX Runtime's choice, one per physical
+    core) and the named graph optimisation level; errors only in the log. ValueError for a bad value."""
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ValueError(f"optimization level must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {optimization!r}")
+    if num_threads < 0:
+        raise ValueError(f"num_threads must be 0 (automatic) or more, got {num_threads}")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(num_threads)
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+    # Errors only: a postprocess graph's optional inputs (initializers listed as inputs, by design)
+    # would otherwise print a warning on every load.
+    options.log_severity_level = 3
+    return options
+
+
 def open_session(onnx_path: str, providers: Optional[Sequence] = None,
                  session_options: Optional[onnxruntime.SessionOptions] = None) -> onnxruntime.InferenceSession:
     """An ONNX Runtime session (CPU unless ``providers`` says otherwise); OnnxModelError naming the file
@@ -144,10 +178,7 @@ def open_session(onnx_path: str, providers: Optional[Sequence] = None,
     if not os.path.isfile(onnx_path):
         raise OnnxModelError(f"{onnx_path}: no such ONNX file")
     if session_options is None:
-        session_options = onnxruntime.SessionOptions()
-        # Errors only: a postprocess graph's optional inputs (initializers listed as inputs, by design)
-        # would otherwise print a warning on every load.
-        session_options.log_severity_level = 3
+        session_options = make_session_options()
     try:
         return onnxruntime.InferenceSession(onnx_path, sess_options=session_options,
                                             providers=list(providers or ["CPUExecutionProvider"]))
