@@ -61,7 +61,8 @@ def training_images_per_second(net_type: str, device: torch.device, batch_size: 
     criterion = MultiboxLoss(config.priors, 0.5, 3, 0.1, 0.2, device=device)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch_size, 3, config.image_size, config.image_size, generator=generator).to(device)
+    width, height = config.image_size
+    images = torch.randn(batch_size, 3, height, width, generator=generator).to(device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     num_priors = config.priors.shape[0]

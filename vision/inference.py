@@ -13,6 +13,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from vision.utils.image_size import format_size, parse_resolution
 from vision.utils.labels import read_label_file
 
 BACKENDS = ("pytorch", "onnx")
@@ -28,6 +29,11 @@ class Detector:
     backend: str
     device: str
 
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        """``(width, height)`` every image is resized to before the net."""
+        return tuple(self.predictor.size)
+
     def detect(self, image_rgb: np.ndarray, top_k: int = -1, prob_threshold: Optional[float] = None
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         boxes, labels, probs = self.predictor.predict(image_rgb, top_k=top_k, prob_threshold=prob_threshold)
@@ -37,9 +43,11 @@ class Detector:
 
 def load_detector(net_type: str, model_path: str, label_path: str, backend: str = "pytorch",
                   device: Optional[str] = None, candidate_size: Optional[int] = None,
-                  mb2_width_mult: float = 1.0) -> Detector:
+                  mb2_width_mult: float = 1.0, resolution: Optional[str] = None) -> Detector:
     """Read the label file and load the model for ``backend``. ``candidate_size``: boxes per class before
-    NMS (None: 200, or what a postprocess graph was exported with). Raises ValueError/OSError with one-line
+    NMS (None: 200, or what a postprocess graph was exported with). ``resolution``: the input size, ``"N"``
+    or ``"WxH"`` (PyTorch: default the size in the ``.pth.json`` sidecar, else native; ONNX: the file's
+    own size, and another one is an error). Raises ValueError/OSError with one-line
     messages naming the file: a missing or empty label file, a checkpoint of another class count or net
     type, an ONNX file exported from another net type or for another class count."""
     if label_path == "-":  # the zoo entry's labels (vision.zoo imports torch, so only when asked)
@@ -53,6 +61,9 @@ def load_detector(net_type: str, model_path: str, label_path: str, backend: str 
         providers, device_name = onnx_providers(device)
         predictor = OnnxPredictor(model_path, providers=providers, candidate_size=candidate_size)
         exported = predictor.metadata
+        if resolution and parse_resolution(resolution) != predictor.size:
+            raise ValueError(f"{model_path}: exported at {format_size(predictor.size)}, not "
+                             f"{format_size(parse_resolution(resolution))}; export again with --resolution {resolution}")
         if exported.net_type != net_type:
             raise ValueError(f"{model_path}: exported from {exported.net_type}, not {net_type}")
         if exported.num_classes != len(class_names):
@@ -64,9 +75,11 @@ def load_detector(net_type: str, model_path: str, label_path: str, backend: str 
     import torch
 
     from vision.ssd.registry import create_net, create_predictor
+    from vision.ssd.sidecar import resolve_image_size
 
     torch_device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
-    net = create_net(net_type, len(class_names), is_test=True, mb2_width_mult=mb2_width_mult)
+    image_size = resolve_image_size(resolution, model_path, net_type)
+    net = create_net(net_type, len(class_names), is_test=True, mb2_width_mult=mb2_width_mult, image_size=image_size)
     net.load(model_path)
     predictor = create_predictor(net_type, net.to(torch_device).eval(), candidate_size=candidate_size or 200,
                                  device=torch_device)

@@ -57,6 +57,18 @@ def open_source(source: str, width: int = 1280, height: int = 720) -> Tuple[cv2.
         return capture, source, False
 
 
+def aspect_ratio_note(frame_size: Tuple[int, int], input_size: Tuple[int, int]) -> Optional[str]:
+    """A hint when frames of ``frame_size`` ``(width, height)`` are stretched to a net input of another shape
+    (aspect ratios more than 2 % apart): the ``--resolution`` of the same width that keeps their shape."""
+    frame_width, frame_height = frame_size
+    width, height = input_size
+    if frame_width <= 0 or frame_height <= 0 or abs((frame_width / frame_height) / (width / height) - 1) <= 0.02:
+        return None
+    matching = f"{width}x{max(1, round(width * frame_height / frame_width))}"
+    return (f"frames of {frame_width}x{frame_height} are stretched to the net's {width}x{height} input; "
+            f"--resolution {matching} keeps their shape")
+
+
 class FrameReader:
     """Reads BGR frames from a capture in a background thread into a queue of ``queue_size`` frames.
 

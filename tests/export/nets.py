@@ -41,7 +41,7 @@ def calibrate_heads(net: SSD) -> None:
     """Scale each head's last convolution so its outputs on the sample images have standard deviation
     LOGIT_SPREAD (classification) or OFFSET_SPREAD (regression)."""
     config = net.config
-    batch = np.stack([cv2.resize(image, (config.image_size, config.image_size)) for image in sample_images()])
+    batch = np.stack([cv2.resize(image, config.image_size) for image in sample_images()])  # (width, height)
     batch = (torch.from_numpy(batch).permute(0, 3, 1, 2).float() - torch.tensor(config.image_mean, dtype=torch.float32).view(1, 3, 1, 1)) / config.image_std
     spreads = {}
 

@@ -24,10 +24,10 @@ def _dims(value_info):
 def test_every_net_exports_and_matches_pytorch_in_onnxruntime(net_type, dynamic_batch):
     path = exported_model(net_type, dynamic_batch)
     net = cached_net(net_type)
-    size, priors = net.config.image_size, net.priors.shape[0]
+    (width, height), priors = net.config.image_size, net.priors.shape[0]
     model = onnx.load(str(path))
     assert [i.name for i in model.graph.input] == ["input_0"]
-    assert _dims(model.graph.input[0]) == ["batch" if dynamic_batch else 1, 3, size, size]
+    assert _dims(model.graph.input[0]) == ["batch" if dynamic_batch else 1, 3, height, width]
     assert [o.name for o in model.graph.output] == ["scores", "boxes"]
 
     result = check_onnxruntime(str(path), net)
@@ -35,7 +35,7 @@ def test_every_net_exports_and_matches_pytorch_in_onnxruntime(net_type, dynamic_
     assert result.max_abs_difference < 1e-4
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    batch = np.random.default_rng(1).standard_normal((3 if dynamic_batch else 1, 3, size, size)).astype(np.float32)
+    batch = np.random.default_rng(1).standard_normal((3 if dynamic_batch else 1, 3, height, width)).astype(np.float32)
     scores, boxes = session.run(["scores", "boxes"], {"input_0": batch})
     assert scores.shape == (len(batch), priors, len(CLASS_NAMES)) and boxes.shape == (len(batch), priors, 4)
     np.testing.assert_allclose(scores.sum(axis=2), 1.0, atol=1e-5)  # softmaxed

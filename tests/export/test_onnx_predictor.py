@@ -93,7 +93,7 @@ def test_metadata_inside_the_model_serves_when_the_json_is_missing(tmp_path):
     shutil.copy(exported_model("sq-ssd-lite", False), lonely)
     predictor = OnnxPredictor(lonely)
     assert predictor.metadata.net_type == "sq-ssd-lite" and predictor.class_names == CLASS_NAMES
-    assert predictor.size == 300
+    assert predictor.size == (300, 300)
 
 
 def test_missing_or_broken_file_is_a_one_line_error_naming_it(tmp_path):

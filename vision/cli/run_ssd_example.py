@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="pytorch", choices=BACKENDS,
                         help="pytorch (a .pth) or onnx (an .onnx made by convert_to_caffe2_models.py)")
     parser.add_argument("--mb2_width_mult", type=float, default=1.0, help="width multiplier of mb2-ssd-lite")
+    parser.add_argument("--resolution", default=None,
+                        help="input size, N or WxH (e.g. 512, 512x288); default: the size in the model's .pth.json "
+                             "sidecar (an .onnx: its own), else the net's native size")
     return parser
 
 
@@ -106,7 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(args: argparse.Namespace) -> int:
     images, several = expand_images(args.images)
     detector = load_detector(args.net_type, args.model_path, args.label_path, args.backend, args.device,
-                             args.candidate_size, args.mb2_width_mult)
+                             args.candidate_size, args.mb2_width_mult, args.resolution)
     outputs = output_paths(images, several, args.output)
     records = []
     for image_path, output_path in zip(images, outputs):

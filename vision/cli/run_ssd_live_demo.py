@@ -24,7 +24,8 @@ import numpy as np
 
 from vision.cli.errors import run_reporting_errors
 from vision.inference import BACKENDS, Detector, load_detector
-from vision.video import FrameReader, SourceError, VideoFileSink, WindowSink, gui_available, open_source, run_stream
+from vision.video import (FrameReader, SourceError, VideoFileSink, WindowSink, aspect_ratio_note, gui_available,
+                          open_source, run_stream)
 
 DEFAULT_OUTPUT = "run_ssd_live_demo_output.mp4"
 
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--camera_width", type=int, default=1280, help="frame width asked of a camera")
     parser.add_argument("--camera_height", type=int, default=720, help="frame height asked of a camera")
     parser.add_argument("--mb2_width_mult", type=float, default=1.0, help="width multiplier of mb2-ssd-lite")
+    parser.add_argument("--resolution", default=None,
+                        help="input size, N or WxH (e.g. 512, 512x288); default: the size in the model's .pth.json "
+                             "sidecar (an .onnx: its own), else the net's native size")
     return parser
 
 
@@ -58,14 +62,20 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     detector: Detector = load_detector(args.net_type, args.model_path, args.label_path, args.backend, args.device,
-                                       args.candidate_size, args.mb2_width_mult)
+                                       args.candidate_size, args.mb2_width_mult, args.resolution)
     capture, description, live = open_source(args.source, args.camera_width, args.camera_height)
     source_fps = capture.get(cv2.CAP_PROP_FPS)
     headless = args.headless or not gui_available()
     sink = VideoFileSink(args.output, source_fps) if headless else WindowSink()
     report = (lambda line: print(line, flush=True)) if headless else None
     target = f"writing the annotated video to {args.output}" if headless else f"showing the {sink.description}"
-    print(f"Reading {description} with {args.net_type} ({detector.backend}, {detector.device}); {target}", flush=True)
+    input_width, input_height = detector.input_size
+    print(f"Reading {description} with {args.net_type} at {input_width}x{input_height} ({detector.backend}, "
+          f"{detector.device}); {target}", flush=True)
+    note = aspect_ratio_note((int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))),
+                             detector.input_size)
+    if note:
+        print(f"Note: {note}", flush=True)
 
     def detect(image_rgb: np.ndarray):
         return detector.detect(image_rgb, args.top_k, args.prob_threshold)

@@ -130,7 +130,7 @@ def check_opencv_dnn(onnx_path: str, net: SSD, metadata: ModelMetadata, toleranc
     """``cv2.dnn.readNetFromONNX`` loads the file and its ``scores``/``boxes`` on one test image match
     PyTorch's. A file OpenCV cannot read or run gives ``ok=False`` with OpenCV's reason."""
     image = sample_images(1)[0]
-    resized = cv2.resize(image, (metadata.image_size, metadata.image_size), interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(image, metadata.input_size, interpolation=cv2.INTER_LINEAR)
     mean = np.asarray(metadata.image_mean, dtype=np.float32)
     batch = ((resized.astype(np.float32) - mean) / np.float32(metadata.image_std)).transpose(2, 0, 1)[None].copy()
     expected = pytorch_outputs(net, batch)

@@ -13,7 +13,7 @@ import contextlib
 import io
 import os
 import warnings
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -72,6 +72,7 @@ def export_onnx(net: SSD, net_type: str, class_names: Sequence[str], output_path
     scores_name, boxes_name = (("all_scores", "all_boxes") if with_postprocess else (SCORES_NAME, BOXES_NAME))
 
     model = _trace_to_onnx(net, config.image_size, opset, dynamic_batch, exporter, [scores_name, boxes_name])
+    width, height = config.image_size
     postprocess = None
     if with_postprocess:
         postprocess = PostprocessInfo(candidate_size=candidate_size, iou_threshold=float(config.iou_threshold),
@@ -81,7 +82,7 @@ def export_onnx(net: SSD, net_type: str, class_names: Sequence[str], output_path
 
     metadata = ModelMetadata(
         net_type=net_type,
-        image_size=int(config.image_size),
+        image_size=width if width == height else [width, height],  # an int for squares, as before
         image_mean=[float(v) for v in np.broadcast_to(np.asarray(config.image_mean, dtype=np.float64), (3,))],
         image_std=float(config.image_std),
         center_variance=float(config.center_variance),
@@ -110,10 +111,11 @@ def export_onnx(net: SSD, net_type: str, class_names: Sequence[str], output_path
     return metadata
 
 
-def _trace_to_onnx(net: SSD, image_size: int, opset: int, dynamic_batch: bool, exporter: str,
+def _trace_to_onnx(net: SSD, image_size: Tuple[int, int], opset: int, dynamic_batch: bool, exporter: str,
                    output_names: Sequence[str]) -> onnx.ModelProto:
+    width, height = image_size  # the net's input size: net.config.image_size
     # Batch 2 when the batch is free: the dynamo exporter would fix a size-1 axis to 1.
-    example = torch.randn(2 if dynamic_batch else 1, 3, image_size, image_size,
+    example = torch.randn(2 if dynamic_batch else 1, 3, height, width,
                           generator=torch.Generator().manual_seed(0)).to(net.device)
     was_test, was_training = net.is_test, net.training
     net.is_test = True
