@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prob_threshold", type=float, default=0.01,
                         help="with --with_postprocess: default of the graph's prob_threshold input")
     parser.add_argument("--mb2_width_mult", type=float, default=1.0, help="width multiplier of mb2-ssd-lite")
+    parser.add_argument("--resolution", default=None,
+                        help="input size of the exported graph, N or WxH (e.g. 512, 512x288); default: the size in "
+                             "the model's .pth.json sidecar, else the net's native size")
     parser.add_argument("--int8", action="store_true",
                         help="also write <name>.int8.onnx, quantized with ONNX Runtime (QDQ, per-channel weights)")
     parser.add_argument("--calibration_data", default=None,
@@ -71,6 +74,7 @@ def convert(args: argparse.Namespace) -> int:
     from vision.export.metadata import side_file_paths
     from vision.export.onnx_export import DEFAULT_OPSET, export_onnx, resolve_exporter
     from vision.ssd.registry import create_net, get_net_type
+    from vision.ssd.sidecar import resolve_image_size
     from vision.utils.labels import read_label_file
 
     get_net_type(args.net_type)
@@ -80,7 +84,9 @@ def convert(args: argparse.Namespace) -> int:
     from vision.zoo import resolve_labels
 
     class_names = read_label_file(resolve_labels(args.label_path, args.model_path))  # "-": the zoo entry's
-    net = create_net(args.net_type, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult)
+    image_size = resolve_image_size(args.resolution, args.model_path, args.net_type)
+    net = create_net(args.net_type, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult,
+                     image_size=image_size)
     net.load(args.model_path)
     net.eval()
 
@@ -102,7 +108,8 @@ def convert(args: argparse.Namespace) -> int:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(f"{args.net_type}: the {exporter} exporter failed ({reason[:300]})") from None
         batch = "dynamic batch" if args.dynamic_batch else "batch 1"
-        print(f"Exported {args.net_type} ({len(class_names)} classes, {metadata.num_priors} priors) with the {exporter} "
+        print(f"Exported {args.net_type} at {net.config.size_text} ({len(class_names)} classes, {metadata.num_priors} "
+              f"priors) with the {exporter} "
               f"exporter, opset {opset}, {batch}" + (", with postprocess" if args.with_postprocess else ""))
         if args.with_postprocess:
             result = check_postprocess(staging, net, args.net_type)

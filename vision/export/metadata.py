@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 FORMAT_NAME = "pytorch-ssd-onnx"
 FORMAT_VERSION = 1
@@ -50,8 +50,9 @@ class PostprocessInfo:
 class ModelMetadata:
     """Everything needed to feed an exported SSD and read its outputs.
 
-    Input ``input_0``: float32 ``(N, 3, image_size, image_size)``, RGB, resized with bilinear
-    interpolation, ``(pixel - image_mean) / image_std``. Outputs without postprocess: ``scores``
+    Input ``input_0``: float32 ``(N, 3, height, width)``, RGB, resized with bilinear interpolation,
+    ``(pixel - image_mean) / image_std``; ``image_size`` is ``width`` (= ``height``) for a square input,
+    else ``[width, height]`` (``input_shape`` in the JSON spells it out). Outputs without postprocess: ``scores``
     ``(N, P, C)`` softmaxed (class 0 is the background) and ``boxes`` ``(N, P, 4)`` corner form
     ``[x1, y1, x2, y2]`` relative to the image (0..1). With postprocess: ``boxes`` ``(M, 4)`` corner form
     0..1, ``scores`` ``(M,)``, ``labels`` ``(M,)`` int64 and ``batch_index`` ``(M,)`` int64.
@@ -59,7 +60,7 @@ class ModelMetadata:
     """
 
     net_type: str
-    image_size: int
+    image_size: Union[int, List[int]]
     image_mean: List[float]
     image_std: float
     center_variance: float
@@ -82,11 +83,20 @@ class ModelMetadata:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        """``(width, height)`` of the input in pixels."""
+        if isinstance(self.image_size, int):
+            return self.image_size, self.image_size
+        width, height = self.image_size
+        return int(width), int(height)
+
     def to_dict(self) -> Dict[str, Any]:
         data = {"format": FORMAT_NAME, "version": FORMAT_VERSION}
         data.update(asdict(self))
         data["num_classes"] = self.num_classes
-        data["input_shape"] = ["N" if self.dynamic_batch else 1, 3, self.image_size, self.image_size]
+        width, height = self.input_size
+        data["input_shape"] = ["N" if self.dynamic_batch else 1, 3, height, width]
         return data
 
     def to_json(self) -> str:

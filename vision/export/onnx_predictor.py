@@ -47,7 +47,8 @@ class OnnxPredictor:
 
     Either kind of export runs: a plain one (outputs ``scores``/``boxes``; the selection above runs here
     in numpy) or a ``--with_postprocess`` one (the graph runs it; its ``candidate_size`` was fixed at
-    export). The preprocessing, image size and class names come from the JSON beside the file.
+    export. The preprocessing, input size (``size``, ``(width, height)``, the one it was exported at) and
+    class names come from the JSON beside the file.
 
     onnx_path: the ``.onnx`` file (float32 or INT8); providers: ONNX Runtime execution providers (default
     CPU); candidate_size: per-class candidates before NMS for plain exports (default 200, as the PyTorch
@@ -67,7 +68,7 @@ class OnnxPredictor:
         embedded = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.metadata: ModelMetadata = read_metadata(self.onnx_path, embedded=embedded)
         self.class_names = list(self.metadata.class_names)
-        self.size = int(self.metadata.image_size)
+        self.size = self.metadata.input_size  # (width, height), as the PyTorch predictor's
         self.mean = np.asarray(self.metadata.image_mean, dtype=np.float32)
         self.std = np.float32(self.metadata.image_std)
         self.iou_threshold = float(self.metadata.iou_threshold)
@@ -109,13 +110,14 @@ class OnnxPredictor:
     # -- stages (public so benchmarks can time them) ----------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Resize each image to the net's size (``cv2.resize``, INTER_LINEAR, as the PyTorch predictor),
-        then ``(x - mean) / std``. Returns float32 ``(N, 3, size, size)``."""
-        batch = np.empty((len(images), 3, self.size, self.size), dtype=np.float32)
+        then ``(x - mean) / std``. Returns float32 ``(N, 3, height, width)``."""
+        width, height = self.size
+        batch = np.empty((len(images), 3, height, width), dtype=np.float32)
         for index, image in enumerate(images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
                 raise ValueError(f"image {index}: expected an RGB uint8 array of shape (H, W, 3), got {described}")
-            resized = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            resized = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
             batch[index] = ((resized.astype(np.float32) - self.mean) / self.std).transpose(2, 0, 1)
         return batch
 
