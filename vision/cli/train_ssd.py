@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--background_negatives", default=0, type=int,
                         help="(new) every image contributes at least K hard negatives, so background-only images teach the net")
     parser.add_argument("--no_augmentation", action="store_true", help="(new) train on resized images only (debugging, exact comparisons)")
+    parser.add_argument("--gpu_data", action="store_true",
+                        help="(new) workers only read files; decoding, augmentation and prior matching run batched on "
+                             "the training device. See docs/training.md")
     parser.add_argument("--freeze_bn", action="store_true", help="(new) keep BatchNorm layers in eval mode while training")
     parser.add_argument("--no_progress", action="store_true", help="(new) no progress bars (e.g. in log files)")
     parser.add_argument("--resolution", default=None,

@@ -21,6 +21,17 @@ def read_rgb_image(path) -> np.ndarray:
     applied, as cv2.imread does). Raises BadImageError naming the file if it is missing, empty,
     undecodable, or a truncated JPEG."""
     path = Path(path)
+    data = read_image_bytes(path)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB)
+    if image is None:
+        raise BadImageError(f"image file {path} cannot be decoded (corrupt or not an image)")
+    return image
+
+
+def read_image_bytes(path) -> np.ndarray:
+    """The encoded file at `path` as uint8 numpy (n,), not decoded. Raises BadImageError naming the file if it
+    is missing, empty or a truncated JPEG."""
+    path = Path(path)
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as error:
@@ -30,10 +41,7 @@ def read_rgb_image(path) -> np.ndarray:
     head = data[:2].tobytes()
     if head == _JPEG_START and _JPEG_END not in data[-_JPEG_END_SEARCH:].tobytes():
         raise BadImageError(f"image file {path} is a truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB)
-    if image is None:
-        raise BadImageError(f"image file {path} cannot be decoded (corrupt or not an image)")
-    return image
+    return data
 
 
 def read_image_size(path) -> Tuple[int, int]:

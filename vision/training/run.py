@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vision.datasets import DatasetError, build_dataset, collate_training_batch, store_labels, worker_init_fn
+from vision.datasets.encoded import EncodedTrainingSamples
 from vision.nn.multibox_loss import MultiboxLoss
 from vision.ssd import net_recognition
 from vision.ssd.registry import create_net, create_predictor, get_net_type, net_config
@@ -23,7 +24,10 @@ from vision.training.distributed import DistributedContext, barrier
 from vision.training.loops import NonFiniteLossError, train_one_epoch, validate
 from vision.training.optimizer import create_optimizer, create_scheduler, parameter_groups
 from vision.training.resume import restore_optimizer_and_scheduler
+from vision.training.gpu_augmentation import BatchedTrainAugmentation
+from vision.training.gpu_data import DeviceAugmentedBatches, collate_encoded_batch
 from vision.transforms import TestTransform, TrainAugmentation
+from vision.transforms.one_pass import OnePassTrainAugmentation
 from vision.utils.checkpoint import CheckpointError, atomic_save, extract_state_dict, load_checkpoint_file
 
 log = logging.getLogger("train_ssd")
@@ -83,9 +87,21 @@ class TrainingRun:
         """Training and validation data sets with their transforms; writes ``labels.txt``."""
         args, config = self.args, self.config
         self.match_prior = MatchPrior(config.priors, config.center_variance, config.size_variance, config.match_iou_threshold)
-        train_transform = (TestTransform if args.no_augmentation else TrainAugmentation)(config.image_size, config.image_mean, config.image_std)
-        self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets, transform=train_transform,
-                                                             target_transform=self.match_prior, balance_data=args.balance_data)
+        self.gpu_data = bool(getattr(args, "gpu_data", False))
+        if self.gpu_data:
+            # Workers read files and draw parameters; decoding, augmentation and matching run batched on the device.
+            self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets, balance_data=args.balance_data)
+            recipe = TrainAugmentation(config.image_size, config.image_mean, config.image_std)
+            if args.no_augmentation:
+                recipe.steps = recipe.steps[:1]  # boxes sanitised, no random step: resize only
+            self.train_samples = EncodedTrainingSamples(self.train_dataset, recipe)
+        else:
+            # The recipe's geometry in one resampling pass: the same draws as TrainAugmentation, measured faster
+            # (benchmarks/bench_train.py end_to_end).
+            train_transform = (TestTransform if args.no_augmentation else OnePassTrainAugmentation)(config.image_size, config.image_mean, config.image_std)
+            self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets, transform=train_transform,
+                                                                 target_transform=self.match_prior, balance_data=args.balance_data)
+            self.train_samples = self.train_dataset
         log.info("Training set: %d images, %d classes (%s)", len(self.train_dataset), len(self.class_names) - 1,
                  ", ".join(self.class_names[1:]))
         self.validation_dataset = None
@@ -187,7 +203,17 @@ class TrainingRun:
         if "rng" in checkpoint and not self.context.enabled:
             checkpoints.restore_rng_state(checkpoint["rng"])
 
-    def _loader(self, dataset, shuffle: bool, epoch_sampler: bool):
+    def _train_loader(self):
+        """The training batches: the DataLoader of transformed samples, or with ``--gpu_data`` the encoded
+        batches augmented on the device (``vision.training.gpu_data``)."""
+        if not self.gpu_data:
+            return self._loader(self.train_samples, shuffle=True, epoch_sampler=True)
+        loader = self._loader(self.train_samples, shuffle=True, epoch_sampler=True, collate_fn=collate_encoded_batch,
+                              pin_memory=False)
+        return DeviceAugmentedBatches(loader, BatchedTrainAugmentation(self.net.config, self.device))
+
+    def _loader(self, dataset, shuffle: bool, epoch_sampler: bool, collate_fn=collate_training_batch,
+                pin_memory: Optional[bool] = None):
         sampler = None
         if epoch_sampler and self.context.enabled:
             sampler = torch.utils.data.distributed.DistributedSampler(
@@ -196,14 +222,14 @@ class TrainingRun:
         workers = self.args.num_workers
         return torch.utils.data.DataLoader(
             dataset, batch_size=self.args.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-            num_workers=workers, collate_fn=collate_training_batch, worker_init_fn=worker_init_fn,
-            persistent_workers=workers > 0, pin_memory=self.device.type == "cuda")
+            num_workers=workers, collate_fn=collate_fn, worker_init_fn=worker_init_fn,
+            persistent_workers=workers > 0, pin_memory=self.device.type == "cuda" if pin_memory is None else pin_memory)
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> Optional[str]:
         """Train from ``start_epoch`` to ``num_epochs``; returns the last saved model path."""
         args = self.args
-        train_loader = self._loader(self.train_dataset, shuffle=True, epoch_sampler=True)
+        train_loader = self._train_loader()
         validation_loader = self._loader(self.validation_dataset, shuffle=False, epoch_sampler=False) if self.validation_dataset else None
         last_model_path = None
         last_path = os.path.join(args.checkpoint_folder, checkpoints.LAST_CHECKPOINT)

@@ -2,7 +2,9 @@
 
 Every step is a callable ``(image, boxes, labels) -> (image, boxes, labels)``:
 image RGB uint8 (H, W, 3) numpy; boxes float32 (n, 4) corner form [x1, y1, x2, y2] in pixels of that
-image; labels int64 (n,). n may be 0: every step passes an image without boxes through. Steps never
+image; labels int64 (n,). n may be 0: every step passes an image without boxes through. Each random step
+has a ``sample`` method that draws its parameters (the one-pass and batched recipes in
+vision.transforms.one_pass and vision.training.gpu_augmentation draw through it, so all draw alike). Steps never
 change their inputs in place; they return new arrays (or views of the image).
 
 Randomness comes from numpy's global generator (``np.random``), as in the original toolkit, so that
@@ -15,6 +17,7 @@ lookup tables and cv2.cvtColor; v2's zoom-out/crop/flip/resize are not faster th
 cv2.resize used here; and v2.RandomIoUCrop needs at least one box (with none it never finds a crop), while
 images without objects are valid training samples in this toolkit.
 """
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import cv2
@@ -61,7 +64,8 @@ class PhotometricDistort:
         self.hue_delta_degrees = hue_delta_degrees
         self.p = p
 
-    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Sample:
+    def sample(self) -> "PhotometricParameters":
+        """Draw one distortion's parameters from ``np.random`` (always the same number of draws)."""
         draws = np.random.random(6)  # one draw per decision, so the number of draws is fixed
         brightness = np.random.uniform(-self.brightness_delta, self.brightness_delta)
         contrast = np.random.uniform(*self.contrast_range)
@@ -69,26 +73,49 @@ class PhotometricDistort:
         # OpenCV's 8-bit HSV stores hue in 0..179 (2 degrees a unit).
         hue_shift = int(np.rint(np.random.uniform(-self.hue_delta_degrees, self.hue_delta_degrees) / 2))
         order = _CHANNEL_ORDERS[np.random.randint(len(_CHANNEL_ORDERS))]
-        use_brightness, use_contrast, contrast_first, use_saturation, use_hue, use_swap = draws < self.p
+        use_brightness, use_contrast, contrast_first, use_saturation, use_hue, use_swap = (bool(d) for d in draws < self.p)
+        return PhotometricParameters(brightness if use_brightness else 0.0, contrast if use_contrast else 1.0,
+                                     contrast_first, saturation if use_saturation else 1.0,
+                                     hue_shift if use_hue else 0, tuple(int(c) for c in order) if use_swap else (0, 1, 2))
 
-        table = _IDENTITY_LUT
-        if use_brightness:
-            table = table + brightness
-        if use_contrast and contrast_first:
-            table = table * contrast
-        if table is not _IDENTITY_LUT:
-            image = _lookup(image, table)
-        if use_saturation or use_hue:
-            hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
-            hue_table = (_IDENTITY_LUT + (hue_shift if use_hue else 0)) % 180
-            saturation_table = _IDENTITY_LUT * (saturation if use_saturation else 1.0)
-            hsv = _lookup(hsv, np.stack([hue_table, saturation_table, _IDENTITY_LUT], axis=1)[:, None, :])
-            image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-        if use_contrast and not contrast_first:
-            image = _lookup(image, _IDENTITY_LUT * contrast)
-        if use_swap:
-            image = np.ascontiguousarray(image[..., order])
-        return image, boxes, labels
+    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Sample:
+        return apply_photometric(image, self.sample()), boxes, labels
+
+
+@dataclass(frozen=True)
+class PhotometricParameters:
+    """One photometric distortion, neutral values meaning "step not taken": brightness added (0), contrast
+    factor (1) applied before the colour steps when contrast_first else after them, saturation factor (1),
+    hue_shift in OpenCV hue units of 2 degrees (0), channel order (0, 1, 2)."""
+
+    brightness: float = 0.0
+    contrast: float = 1.0
+    contrast_first: bool = True
+    saturation: float = 1.0
+    hue_shift: int = 0
+    order: Tuple[int, int, int] = (0, 1, 2)
+
+
+def apply_photometric(image: np.ndarray, parameters: PhotometricParameters) -> np.ndarray:
+    """The distortion ``parameters`` on a uint8 RGB image (H, W, 3), clipped to 0..255 after each step."""
+    table = _IDENTITY_LUT
+    if parameters.brightness != 0.0:
+        table = table + parameters.brightness
+    if parameters.contrast != 1.0 and parameters.contrast_first:
+        table = table * parameters.contrast
+    if table is not _IDENTITY_LUT:
+        image = _lookup(image, table)
+    if parameters.saturation != 1.0 or parameters.hue_shift != 0:
+        hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+        hue_table = (_IDENTITY_LUT + parameters.hue_shift) % 180
+        saturation_table = _IDENTITY_LUT * parameters.saturation
+        hsv = _lookup(hsv, np.stack([hue_table, saturation_table, _IDENTITY_LUT], axis=1)[:, None, :])
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if parameters.contrast != 1.0 and not parameters.contrast_first:
+        image = _lookup(image, _IDENTITY_LUT * parameters.contrast)
+    if parameters.order != (0, 1, 2):
+        image = np.ascontiguousarray(image[..., list(parameters.order)])
+    return image
 
 
 class Expand:
@@ -102,18 +129,32 @@ class Expand:
         self.max_ratio = max_ratio
         self.p = p
 
-    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Sample:
+    def sample(self, width: int, height: int) -> Optional[Tuple[int, int, int, int]]:
+        """Draw from ``np.random``: None (no zoom out), or ``(canvas_width, canvas_height, left, top)`` in
+        pixels, the image's place on the canvas."""
         if np.random.random() >= self.p:
-            return image, boxes, labels
-        height, width = image.shape[:2]
+            return None
         ratio = np.random.uniform(1.0, self.max_ratio)
         canvas_width, canvas_height = int(width * ratio), int(height * ratio)
         left = int(np.random.uniform(0, canvas_width - width))
         top = int(np.random.uniform(0, canvas_height - height))
+        return canvas_width, canvas_height, left, top
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Sample:
+        height, width = image.shape[:2]
+        placement = self.sample(width, height)
+        if placement is None:
+            return image, boxes, labels
+        canvas_width, canvas_height, left, top = placement
         # One OpenCV call pads and fills; numpy's broadcast fill of a 3-vector is several times slower.
         canvas = cv2.copyMakeBorder(np.ascontiguousarray(image), top, canvas_height - height - top, left,
                                     canvas_width - width - left, cv2.BORDER_CONSTANT, value=self.fill_value)
-        return canvas, boxes + np.array([left, top, left, top], dtype=np.float32), labels
+        return canvas, expand_boxes(boxes, left, top), labels
+
+
+def expand_boxes(boxes: np.ndarray, left: int, top: int) -> np.ndarray:
+    """Boxes of an image placed at (left, top) of a canvas, in canvas pixels."""
+    return boxes + np.array([left, top, left, top], dtype=np.float32)
 
 
 class RandomIoUCrop:
@@ -162,22 +203,36 @@ class RandomIoUCrop:
             return None
         return crops[found[0]].astype(np.int64), inside[found[0]]
 
-    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Sample:
-        height, width = image.shape[:2]
+    def sample(self, width: int, height: int, boxes: np.ndarray):
+        """Draw from ``np.random``: None (keep the whole image), or ``(crop [left, top, right, bottom] int64
+        pixels, kept-box mask (n,))``."""
         for _ in range(self.max_rounds):
             min_iou = self.sample_options[np.random.randint(len(self.sample_options))]
             if min_iou is None:
-                return image, boxes, labels
+                return None
             crop = self.sample_crop(width, height, boxes, min_iou)
-            if crop is None:
-                continue
-            (left, top, right, bottom), keep = crop
-            kept_boxes = boxes[keep]
-            kept_boxes[:, :2] = np.maximum(kept_boxes[:, :2], (left, top))
-            kept_boxes[:, 2:] = np.minimum(kept_boxes[:, 2:], (right, bottom))
-            kept_boxes -= np.array([left, top, left, top], dtype=np.float32)
-            return image[top:bottom, left:right], kept_boxes, labels[keep]
-        return image, boxes, labels
+            if crop is not None:
+                return crop
+        return None
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Sample:
+        height, width = image.shape[:2]
+        crop = self.sample(width, height, boxes)
+        if crop is None:
+            return image, boxes, labels
+        (left, top, right, bottom), keep = crop
+        kept_boxes, kept_labels = crop_boxes(boxes, labels, crop[0], keep)
+        return image[top:bottom, left:right], kept_boxes, kept_labels
+
+
+def crop_boxes(boxes: np.ndarray, labels: np.ndarray, crop: np.ndarray, keep: np.ndarray):
+    """The kept boxes clipped to ``crop`` [left, top, right, bottom] and moved to its pixels, with their labels."""
+    left, top, right, bottom = crop
+    kept_boxes = boxes[keep]
+    kept_boxes[:, :2] = np.maximum(kept_boxes[:, :2], (left, top))
+    kept_boxes[:, 2:] = np.minimum(kept_boxes[:, 2:], (right, bottom))
+    kept_boxes -= np.array([left, top, left, top], dtype=np.float32)
+    return kept_boxes, labels[keep]
 
 
 class RandomHorizontalFlip:
@@ -186,11 +241,19 @@ class RandomHorizontalFlip:
     def __init__(self, p: float = 0.5):
         self.p = p
 
+    def sample(self) -> bool:
+        """Draw from ``np.random`` whether to mirror."""
+        return bool(np.random.random() < self.p)
+
     def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Sample:
-        if np.random.random() >= self.p:
+        if not self.sample():
             return image, boxes, labels
-        width = image.shape[1]
-        flipped = boxes.copy()
-        flipped[:, 0] = width - boxes[:, 2]
-        flipped[:, 2] = width - boxes[:, 0]
-        return cv2.flip(np.ascontiguousarray(image), 1), flipped, labels
+        return cv2.flip(np.ascontiguousarray(image), 1), flip_boxes(boxes, image.shape[1]), labels
+
+
+def flip_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
+    """Boxes of an image mirrored left-right (``width`` its width in the boxes' unit)."""
+    flipped = boxes.copy()
+    flipped[:, 0] = width - boxes[:, 2]
+    flipped[:, 2] = width - boxes[:, 0]
+    return flipped
