@@ -32,6 +32,8 @@ VOC_SAMPLE = SHARED / "datasets" / "voc2007-sample"
 REFERENCE_PHOTOS = SHARED / "reference" / "images"
 # The reference photographs by name, with their (width, height): a VOC2007 image and the original README's example.
 PHOTO_SIZES = {"000138.jpg": (500, 332), "gun.jpg": (500, 667)}
+# The original's net types: those with reference facts (the torchvision-based ones have none).
+ORIGINAL_NET_TYPES = sorted(path.stem for path in (DATA_DIR / "keys").glob("*.json"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
