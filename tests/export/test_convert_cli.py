@@ -10,6 +10,7 @@ from tests.conftest import REPO_ROOT
 from tests.export.nets import CLASS_NAMES, label_path, saved_checkpoint
 from vision.cli import convert_to_caffe2_models
 from vision.export.checks import CheckResult
+from vision.export.onnx_predictor import OnnxPredictor
 
 
 def _convert(argv, capsys):
@@ -46,7 +47,7 @@ def test_with_postprocess_and_dynamic_batch_to_an_output_path(tmp_path, capsys):
     assert sorted(p.name for p in output.parent.iterdir()) == ["detector.json", "detector.labels.txt", "detector.onnx"]
 
 
-def test_a_failed_check_fails_the_export_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+def test_a_failed_check_says_failed_exits_non_zero_and_keeps_the_file_aside(tmp_path, capsys, monkeypatch):
     import vision.export.checks as checks
 
     monkeypatch.setattr(checks, "check_onnxruntime",
@@ -56,8 +57,11 @@ def test_a_failed_check_fails_the_export_and_leaves_no_file(tmp_path, capsys, mo
                                "--output", str(output)], capsys)
     assert code == 1
     assert "ONNX Runtime: FAILED" in out
-    assert err.strip() == f"error: {output}: not written, the exported graph does not match PyTorch"
-    assert list(tmp_path.iterdir()) == []
+    kept = tmp_path / "bad.FAILED.onnx"
+    assert err.strip() == (f"error: {output}: not written, the check FAILED (ONNX Runtime: max abs difference 3.0e-03); "
+                           f"the exported file is kept as {kept} for inspection")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.FAILED.json", "bad.FAILED.labels.txt", "bad.FAILED.onnx"]
+    assert OnnxPredictor(kept).metadata.net_type == "sq-ssd-lite"  # a complete file the user can inspect
 
 
 def test_caffe2_files_are_written_when_caffe2_is_importable(tmp_path, capsys, monkeypatch):

@@ -7,9 +7,11 @@ when Caffe2 is installed.
          [--validation_dataset DIR]]
 
 Writes ``models/<net>.onnx`` (or ``--output``) with ``.labels.txt`` and ``.json`` beside it (the contract is
-in docs/deploy.md). Then checks it: ONNX Runtime against PyTorch (the export fails, and no file is left,
-when they differ by more than 1e-4), and OpenCV DNN (a warning when OpenCV cannot run it). A
-``--with_postprocess`` graph is checked against the PyTorch predictor's detections in ONNX Runtime only.
+in docs/deploy.md). Then checks it: ONNX Runtime against PyTorch (when they differ by more than 1e-4 the
+check says FAILED, the script exits non-zero and the file is kept as ``<name>.FAILED.onnx`` for
+inspection), and OpenCV DNN (a warning when OpenCV cannot run it). A ``--with_postprocess`` graph is
+checked in ONNX Runtime only: its network part against PyTorch, its detections against ONNX's
+NonMaxSuppression rule on the same scores and boxes (``vision.export.checks.check_postprocess``).
 With ``--int8`` it also writes ``<name>.int8.onnx`` (ONNX Runtime static quantization calibrated on images
 of ``--calibration_data``; see ``vision.export.quantize``), checks that it finds float32's objects, and
 prints both latencies (and both mAPs with ``--validation_dataset``).
@@ -121,7 +123,12 @@ def convert(args: argparse.Namespace) -> int:
                 opencv = check_opencv_dnn(staging, net, metadata)
                 print(opencv if opencv.ok else f"warning: {opencv}")
         if not result.ok:
-            raise ValueError(f"{output}: not written, the exported graph does not match PyTorch")
+            # Kept under another name, so nothing picks it up as a good export but the user can inspect it.
+            kept = failed_output_path(output)
+            for source, target in zip(staged, [kept, *side_file_paths(kept)]):
+                os.replace(source, target)
+            raise ValueError(f"{output}: not written, the check FAILED ({result.name}: {result.message}); "
+                             f"the exported file is kept as {kept} for inspection")
         for source, target in zip(staged, final):
             os.replace(source, target)
     finally:
@@ -143,6 +150,12 @@ def convert(args: argparse.Namespace) -> int:
             print(f"warning: Caffe2 conversion failed ({str(error).strip().splitlines()[0][:200]}); "
                   f"the ONNX model is complete", file=sys.stderr)
     return 0
+
+
+def failed_output_path(output: str) -> str:
+    """Where an export that failed its check is kept: ``models/x.onnx`` -> ``models/x.FAILED.onnx``."""
+    root, extension = os.path.splitext(output)
+    return f"{root}.FAILED{extension or '.onnx'}"
 
 
 def choose_int8_calibration(args: argparse.Namespace) -> Optional[List[str]]:

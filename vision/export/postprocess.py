@@ -1,14 +1,23 @@
 """Appending SSD postprocessing (per-class selection and NMS) to an exported ONNX graph. No torch import.
 
 The appended part follows the PyTorch predictor's rule, per image and per class except the background:
-the ``candidate_size`` best scores, then those strictly above ``prob_threshold``, then greedy NMS
-(ONNX ``NonMaxSuppression``: a box is dropped when its IoU with a kept box of the same class is above
-``iou_threshold``; ONNX Runtime keeps scores strictly above ``score_threshold``, as the predictor does),
-then at most ``max_per_class`` kept, best first. ``prob_threshold`` and ``max_per_class`` are graph
-inputs with defaults (initializers of the same name), so callers may leave them out.
+the ``candidate_size`` best scores (equal scores: the lower prior index first, as the predictor's stable
+ranking), then those strictly above ``prob_threshold``, then greedy NMS in that rank order (ONNX
+``NonMaxSuppression`` is given each candidate's rank as its score, so its unspecified order of equal
+scores never matters), then at most ``max_per_class`` kept, best first. ``prob_threshold`` and
+``max_per_class`` are graph inputs with defaults (initializers of the same name), so callers may leave
+them out.
 
-Only opset-11 operators are used (Slice, Transpose, TopK, Less, Where, NonMaxSuppression, Gather,
-GatherND, Add), so the graph runs in any ONNX Runtime from opset 11 on.
+The one difference from the predictor, which ONNX cannot express: ``NonMaxSuppression`` drops a box when
+its plain IoU ``overlap / (area1 + area2 - overlap)`` with a kept box is above ``iou_threshold``; the
+predictor uses the original toolkit's IoU, with ``1e-5`` added to the union (``vision.utils.nms``), which
+is slightly lower for small boxes. So a box whose two IoUs straddle the threshold is dropped here and kept
+there. ``vision.export.checks.check_postprocess`` therefore checks the graph against a reference that
+follows ONNX's rule (docs/deploy.md).
+
+Only opset-11 operators are used (Slice, Transpose, TopK, Greater, Where, Shape, ConstantOfShape,
+ScatterElements, NonMaxSuppression, Gather, GatherND, Add), so the graph runs in any ONNX Runtime from
+opset 11 on.
 """
 from __future__ import annotations
 
@@ -20,7 +29,7 @@ from vision.export.metadata import (BATCH_INDEX_NAME, BOXES_NAME, LABELS_NAME, M
                                     PROB_THRESHOLD_INPUT, SCORES_NAME)
 
 MIN_OPSET = 11
-# Scores outside a class's candidate_size best are replaced by this, which no threshold >= -1 keeps.
+# The NMS score of a prior that is not a candidate: below the rank threshold 0, so never kept.
 _DROPPED_SCORE = -1.0
 
 
@@ -61,28 +70,35 @@ def append_postprocess(model: onnx.ModelProto, all_scores: str, all_boxes: str, 
                                   const("slice_axis", [2], np.int64)], "class_scores")
     class_scores = node("Transpose", [class_scores], "class_scores_by_class", perm=[0, 2, 1])
 
-    candidates = class_scores
+    # Each class's candidate_size best, exactly as the predictor picks them: TopK orders equal scores by
+    # the lower prior index, and NonMaxSuppression then sees not the scores but each candidate's rank
+    # (candidate_size for the best, down to 1), so it visits them in that same order. Its own order of
+    # equal scores is unspecified, and an untrained net gives thousands of equal scores per class.
     num_candidates = min(candidate_size, num_priors)
-    if num_candidates < num_priors:
-        # Keep each class's candidate_size best: anything below the k-th best score is dropped.
-        best = helper.make_node("TopK", [class_scores, const("k", [num_candidates], np.int64)],
-                                ["postprocess/best_scores", "postprocess/best_priors"], name="postprocess/best",
-                                axis=-1, largest=1, sorted=1)
-        graph.node.append(best)
-        kth_best = node("Slice", ["postprocess/best_scores", const("kth_start", [num_candidates - 1], np.int64),
-                                  const("kth_end", [num_candidates], np.int64), const("kth_axis", [2], np.int64)],
-                        "kth_best_score")
-        below = node("Less", [class_scores, kth_best], "below_candidates")
-        candidates = node("Where", [below, const("dropped_score", _DROPPED_SCORE, np.float32), class_scores], "candidate_scores")
+    best = helper.make_node("TopK", [class_scores, const("k", [num_candidates], np.int64)],
+                            ["postprocess/best_scores", "postprocess/best_priors"], name="postprocess/best",
+                            axis=-1, largest=1, sorted=1)
+    graph.node.append(best)
 
     graph.initializer.append(numpy_helper.from_array(np.array([default_prob_threshold], dtype=np.float32), PROB_THRESHOLD_INPUT))
     graph.initializer.append(numpy_helper.from_array(np.array([candidate_size], dtype=np.int64), MAX_PER_CLASS_INPUT))
     graph.input.append(helper.make_tensor_value_info(PROB_THRESHOLD_INPUT, TensorProto.FLOAT, [1]))
     graph.input.append(helper.make_tensor_value_info(MAX_PER_CLASS_INPUT, TensorProto.INT64, [1]))
 
+    # Scores strictly above prob_threshold stay candidates (the predictor's rule), with their rank as score.
+    above = node("Greater", ["postprocess/best_scores", PROB_THRESHOLD_INPUT], "above_threshold")
+    ranks = const("ranks", np.arange(num_candidates, 0, -1, dtype=np.float32), np.float32)
+    ranked = node("Where", [above, ranks, const("dropped_score", _DROPPED_SCORE, np.float32)], "ranked_best")
+    shape = node("Shape", [class_scores], "class_scores_shape")
+    graph.node.append(helper.make_node("ConstantOfShape", [shape], ["postprocess/all_dropped"], name="postprocess/all_dropped",
+                                       value=numpy_helper.from_array(np.array([_DROPPED_SCORE], dtype=np.float32))))
+    candidates = node("ScatterElements", ["postprocess/all_dropped", "postprocess/best_priors", ranked],
+                      "candidate_ranks", axis=2)
+
     # center_point_box=0 takes any diagonal corner pair; IoU does not depend on x/y order, so [x1, y1, x2, y2] works.
     selected = node("NonMaxSuppression", [all_boxes, candidates, MAX_PER_CLASS_INPUT,
-                                          const("iou_threshold", [iou_threshold], np.float32), PROB_THRESHOLD_INPUT],
+                                          const("iou_threshold", [iou_threshold], np.float32),
+                                          const("rank_threshold", [0.0], np.float32)],
                     "selected", center_point_box=0)  # (M, 3): image, class - 1, prior
 
     graph.node.append(helper.make_node("Gather", [selected, const("column_image", 0, np.int64)], [BATCH_INDEX_NAME],
