@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: min(4, CPU cores) on a GPU, 0 on a CPU).")
     parser.add_argument("--device", default=None, type=str,
                         help="Torch device (cpu, cuda, cuda:1, ...); default: cuda:0 if available and --use_cuda.")
+    parser.add_argument("--max_detections", default=None, type=int,
+                        help="(new) detections kept per image after NMS, best first; 0: no cap; default: the net "
+                             "type's (none for the original's types, torchvision's 300/200 for ssdlite320-mb3-large/"
+                             "ssd300-vgg16)")
     parser.add_argument("--metric", default="voc", choices=METRICS,
                         help="voc: the original's per-class AP; coco: mAP@[.5:.95], @.5, @.75 via pycocotools.")
     parser.add_argument("--backend", default="pytorch", choices=("pytorch", "onnx"),
@@ -99,7 +103,8 @@ def evaluate_model(args: argparse.Namespace) -> int:
     net = create_net(args.net, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult, image_size=image_size)
     net.load(args.trained_model)
     net = net.to(device).eval()
-    predictor = create_predictor(args.net, net, nms_method=args.nms_method, device=device)
+    predictor = create_predictor(args.net, net, nms_method=args.nms_method, device=device,
+                                 max_detections=args.max_detections)
 
     evaluation = evaluate(
         predictor,

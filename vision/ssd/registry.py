@@ -10,7 +10,8 @@ from typing import Callable, Dict, Optional, Union
 import torch
 
 from vision.ssd import (mobilenet_v2_ssd_lite, mobilenetv1_ssd, mobilenetv1_ssd_lite, mobilenetv3_ssd_lite,
-                        squeezenet_ssd_lite, vgg_ssd)
+                        squeezenet_ssd_lite, torchvision_ssd, vgg_ssd)
+from vision.ssd.config import torchvision_ssd_config
 from vision.ssd.config.base import SSDConfig
 from vision.ssd.input_size import check_input_size
 from vision.ssd.predictor import Predictor
@@ -49,6 +50,11 @@ NET_TYPES: Dict[str, NetType] = {
                 mobilenetv3_ssd_lite.create_mobilenetv3_ssd_lite_predictor, mobilenetv3_ssd_lite.config.native_config),
         NetType("sq-ssd-lite", squeezenet_ssd_lite.create_squeezenet_ssd_lite,
                 squeezenet_ssd_lite.create_squeezenet_ssd_lite_predictor, squeezenet_ssd_lite.config.native_config),
+        # On torchvision's architectures, for its COCO and ImageNet weights (vision.ssd.torchvision_ssd).
+        NetType("ssdlite320-mb3-large", torchvision_ssd.create_ssdlite320_mb3_large,
+                torchvision_ssd.create_ssdlite320_mb3_large_predictor, torchvision_ssd_config.ssdlite320_config),
+        NetType("ssd300-vgg16", torchvision_ssd.create_ssd300_vgg16, torchvision_ssd.create_ssd300_vgg16_predictor,
+                torchvision_ssd_config.ssd300_config),
     ]
 }
 
@@ -89,8 +95,14 @@ def net_config(net_type: str, image_size: Optional[SizeLike] = None, mb2_width_m
     return create_net(net_type, 2, mb2_width_mult=mb2_width_mult, image_size=image_size).config
 
 
-def create_predictor(net_type: str, net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,
-                     sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None) -> Predictor:
-    """Wrap ``net`` in the predictor of its net type (``device=None``: the net's device)."""
-    return get_net_type(net_type).create_predictor(net, candidate_size=candidate_size, nms_method=nms_method,
-                                                   sigma=sigma, device=device)
+def create_predictor(net_type: str, net: SSD, candidate_size: Optional[int] = None, nms_method: Optional[str] = None,
+                     sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None,
+                     max_detections: Optional[int] = None) -> Predictor:
+    """Wrap ``net`` in the predictor of its net type (``device=None``: the net's device). ``candidate_size``
+    (boxes per class before NMS) and ``max_detections`` (per image after NMS; 0: no cap): None means the
+    type's default (the original's types: 200 and no cap; the torchvision-based types: torchvision's)."""
+    options = {} if candidate_size is None else {"candidate_size": candidate_size}
+    predictor = get_net_type(net_type).create_predictor(net, nms_method=nms_method, sigma=sigma, device=device, **options)
+    if max_detections is not None:
+        predictor.max_detections = max_detections
+    return predictor
