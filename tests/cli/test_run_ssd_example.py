@@ -100,7 +100,7 @@ def test_onnx_backend_gives_the_pytorch_backends_detections(tmp_path, capsys):
     ("missing image", "nowhere.jpg: no such image file"),
     ("missing labels", "missing-labels.txt: no such label file"),
     ("empty labels", "empty-labels.txt: the label file holds no class names"),
-    ("wrong labels", "i.e. 3 classes, but the net expects 21 classes"),
+    ("wrong labels", "checkpoint for 3 classes (layer classification_headers.0.2.bias has 18 outputs), but the net expects 21 classes"),
     ("missing model", "nothing.pth: no such checkpoint file"),
     ("onnx with wrong labels", "voc-model-labels.txt: 21 classes, but"),
     ("onnx of another net", "exported from mb1-ssd-lite, not mb1-ssd"),

@@ -4,7 +4,10 @@
         [--output PATH] [--prob_threshold 0.4] [--top_k 10] [--device cpu|cuda:0] [--json PATH]
         [--backend pytorch|onnx]
 
-One image: the result goes to ``run_ssd_example_output.jpg`` (the original's name) or ``--output``.
+One image: the result goes to ``run_ssd_example_output.jpg`` (the original's name) or ``--output`` (a
+folder gets ``<stem>_ssd.jpg`` inside it, a name without an extension gets ``.jpg``). An unreadable image
+(missing, empty, truncated, not an image) is skipped with a warning naming it; the others and the JSON are
+still written, and the exit status is non-zero only when no image could be read.
 Several images, a folder or a glob: ``--output`` is a folder (default ``run_ssd_example_output``) and
 each result is ``<stem>_ssd.jpg``. Each detection is printed (label, score, box in pixels). With
 ``--backend onnx`` the second argument is an ``.onnx`` file from ``convert_to_caffe2_models.py`` and
@@ -25,6 +28,7 @@ import cv2
 from vision.cli.errors import run_reporting_errors
 from vision.utils.drawing import draw_detections
 from vision.inference import BACKENDS, Detector, load_detector
+from vision.utils.image_files import UnreadableImageError, read_bgr_image
 
 SINGLE_OUTPUT = "run_ssd_example_output.jpg"
 FOLDER_OUTPUT = "run_ssd_example_output"
@@ -62,6 +66,10 @@ def output_paths(images: Sequence[str], several: bool, output: Optional[str]) ->
     ``<output folder>/<stem>_ssd.jpg``, with ``_2``, ``_3``... when two inputs share a stem."""
     if not several:
         path = output or SINGLE_OUTPUT
+        if os.path.isdir(path) or path.endswith(("/", os.sep)):
+            path = os.path.join(path, f"{os.path.splitext(os.path.basename(images[0]))[0]}_ssd.jpg")
+        elif not os.path.splitext(path)[1]:
+            path += ".jpg"  # OpenCV picks the format by the extension
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return [path]
     folder = output or FOLDER_OUTPUT
@@ -111,11 +119,14 @@ def run(args: argparse.Namespace) -> int:
     detector = load_detector(args.net_type, args.model_path, args.label_path, args.backend, args.device,
                              args.candidate_size, args.mb2_width_mult, args.resolution)
     outputs = output_paths(images, several, args.output)
-    records = []
+    records, skipped = [], []
     for image_path, output_path in zip(images, outputs):
-        image = cv2.imread(image_path)
-        if image is None:
-            raise OSError(f"{image_path}: not a readable image")
+        try:
+            image = read_bgr_image(image_path)  # a truncated JPEG is unreadable too, as in training
+        except UnreadableImageError as error:
+            print(f"warning: skipping {error}", file=sys.stderr)
+            skipped.append(image_path)
+            continue
         start = time.perf_counter()
         boxes, labels, probs = detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), args.top_k, args.prob_threshold)
         milliseconds = (time.perf_counter() - start) * 1e3
@@ -127,23 +138,38 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name}: {prob:.2f} [{', '.join(f'{value:.1f}' for value in pixels)}]")
             detections.append({"label": name, "class_index": int(label), "score": round(float(prob), 6), "box": pixels})
         draw_detections(image, boxes, labels, probs, detector.class_names)
-        if not cv2.imwrite(output_path, image):
-            raise OSError(f"{output_path}: cannot write the image (is the extension one OpenCV knows?)")
+        write_image(output_path, image)
         print(f"  The output image is {output_path}")
         records.append({"image": image_path, "output": output_path, "width": image.shape[1], "height": image.shape[0],
                         "milliseconds": round(milliseconds, 1), "detections": detections})
     if args.json:
-        write_json(args.json, args, detector, records)
+        write_json(args.json, args, detector, records, skipped)
         print(f"Detections written to {args.json}")
+    if skipped:
+        print(f"warning: skipped {len(skipped)} of {len(images)} images that could not be read", file=sys.stderr)
+    if not records:
+        raise OSError(f"none of the {len(images)} images could be read ({images[0]}{', ...' if len(images) > 1 else ''})")
     return 0
 
 
-def write_json(path: str, args: argparse.Namespace, detector: Detector, records: list) -> None:
+def write_image(path: str, image) -> None:
+    """``cv2.imwrite`` with a one-line OSError when it fails (OpenCV 5 raises where older versions
+    returned False)."""
+    try:
+        written = cv2.imwrite(path, image)
+    except cv2.error as error:
+        reason = next((line.strip() for line in str(error).splitlines() if "error:" in line), str(error).strip())
+        raise OSError(f"{path}: cannot write the image ({reason[:160]}); use an extension such as .jpg or .png") from None
+    if not written:
+        raise OSError(f"{path}: cannot write the image; use an extension such as .jpg or .png, in a writable folder")
+
+
+def write_json(path: str, args: argparse.Namespace, detector: Detector, records: list, skipped: Sequence[str] = ()) -> None:
     """Detections as JSON: the settings, then per image its size, output and detections (label name,
-    class index, score, box ``[x1, y1, x2, y2]`` in pixels)."""
+    class index, score, box ``[x1, y1, x2, y2]`` in pixels), and the images that could not be read."""
     document = {"net_type": args.net_type, "model": args.model_path, "backend": detector.backend,
                 "device": detector.device, "prob_threshold": args.prob_threshold, "top_k": args.top_k,
-                "class_names": detector.class_names, "images": records}
+                "class_names": detector.class_names, "images": records, "skipped": list(skipped)}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     temporary = f"{path}.tmp"

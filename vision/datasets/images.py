@@ -5,15 +5,8 @@ from typing import Callable, Optional, Tuple
 import cv2
 import numpy as np
 
+from ..utils.image_files import image_bytes_problem
 from .errors import BadImageError, warn_bad_data
-
-_JPEG_START = b"\xff\xd8"
-_JPEG_END = b"\xff\xd9"
-# A JPEG whose end-of-image marker is not within this many bytes of the end of the file is taken as
-# truncated: OpenCV decodes such a file with only a "Premature end of JPEG file" message on stderr and
-# returns an image whose missing part is grey. (Files with more than this much trailing data after the
-# marker are rare and would be skipped, with a warning naming them.)
-_JPEG_END_SEARCH = 1024
 
 
 def read_rgb_image(path) -> np.ndarray:
@@ -36,11 +29,9 @@ def read_image_bytes(path) -> np.ndarray:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as error:
         raise BadImageError(f"cannot read image {path}: {error.strerror or error}") from error
-    if data.size == 0:
-        raise BadImageError(f"image file {path} is empty")
-    head = data[:2].tobytes()
-    if head == _JPEG_START and _JPEG_END not in data[-_JPEG_END_SEARCH:].tobytes():
-        raise BadImageError(f"image file {path} is a truncated JPEG (no end-of-image marker)")
+    problem = image_bytes_problem(data)  # the rule the example script applies too
+    if problem is not None:
+        raise BadImageError(f"image file {path} {problem}")
     return data
 
 

@@ -23,6 +23,9 @@ def load_checkpoint_file(path: str) -> Any:
         raise CheckpointError(f"{path}: no such checkpoint file")
     if os.path.isdir(path):
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    if path.lower().endswith(".onnx"):
+        raise CheckpointError(f"{path}: an ONNX model, not a PyTorch checkpoint; run_ssd_example.py and eval_ssd.py "
+                              "read it with --backend onnx")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for bad files (pickle, zip, EOF, ...)
