@@ -70,3 +70,15 @@ def test_bad_arguments_are_rejected(tmp_path):
         generate_voc_dataset(tmp_path, num_images=1, min_objects=3, max_objects=2)
     with pytest.raises(ValueError, match="empty_fraction"):
         generate_voc_dataset(tmp_path, num_images=1, empty_fraction=1.5)
+
+
+def test_small_objects_option_writes_640x480_images_with_10_to_40_pixel_objects(tmp_path):
+    main(["--root", str(tmp_path), "--num_images", "3", "--num_test", "0", "--small_objects", "--max_objects", "6",
+          "--num_workers", "1"])
+    dataset = VOCDataset(tmp_path)
+    sides = []
+    for index in range(len(dataset)):
+        image_id, (boxes, _, _) = dataset.get_annotation(index)
+        assert dataset.get_image(index).shape == (480, 640, 3)
+        sides += list(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]))
+    assert sides and 8 <= min(sides) and max(sides) <= 42  # 10-40 px, give or take VOC's 1-pixel rounding
