@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import reference_priors
+from tests.conftest import ORIGINAL_NET_TYPES, reference_priors
 from vision.ssd.input_size import InputSizeError, measure_feature_map_shapes
 from vision.ssd.registry import NET_TYPES, create_net, get_net_type, net_config
 
@@ -69,11 +69,14 @@ def test_priors_lie_in_the_image_at_every_size(net_type):
     for size in SIZES:
         priors = net_config(net_type, size).priors
         assert priors.dtype == torch.float32
-        assert bool(((priors >= 0) & (priors <= 1)).all()), size
+        # torchvision's rule (ssd300-vgg16) clamps only sizes; at 300x300 its steps put centres up to 1.0133.
+        centre_limit = 1.05 if net_type == "ssd300-vgg16" else 1.0
+        assert bool(((priors[:, 2:] >= 0) & (priors[:, 2:] <= 1)).all()), size
+        assert bool(((priors[:, :2] >= 0) & (priors[:, :2] <= centre_limit)).all()), size
         assert bool((priors[:, 2:] > 0).all()), size
 
 
-@pytest.mark.parametrize("net_type", sorted(NET_TYPES))
+@pytest.mark.parametrize("net_type", ORIGINAL_NET_TYPES)  # the types with reference priors in tests/data
 def test_native_size_priors_equal_the_reference_bit_for_bit(net_type):
     expected = reference_priors(net_type)
     for size in (None, 300, (300, 300)):

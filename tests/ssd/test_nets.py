@@ -45,8 +45,9 @@ def test_configuration_matches_reference(net_type):
 @pytest.mark.parametrize("net_type", sorted(NET_TYPES))
 def test_net_output_count_matches_its_priors(net_type):
     net = create_net(net_type, 21, is_test=True).eval()
+    width, height = net.config.image_size
     with torch.no_grad():
-        scores, boxes = net(torch.rand(1, 3, 300, 300))
+        scores, boxes = net(torch.rand(1, 3, height, width))
     num_priors = get_net_type(net_type).config.priors.shape[0]
     assert scores.shape == (1, num_priors, 21) and boxes.shape == (1, num_priors, 4)
     torch.testing.assert_close(scores.sum(dim=2), torch.ones(1, num_priors))

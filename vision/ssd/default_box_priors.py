@@ -4,6 +4,10 @@ The boxes are torchvision's own: the rule runs ``torchvision.models.detection.an
 on maps of the measured shapes and turns its anchors (corner form, pixels) into center form divided by the
 image size. torchvision clamps only the widths and heights to [0, 1] (``clip=True``), so with ``steps``
 (ssd300: 300 / 8 = 37.5 cells over a 38-cell map) centres reach 1.0133; that is kept.
+
+``steps`` are pixels of the native size. At another input size they would put centres far outside the
+image (300-pixel cells over a 512-pixel input), so there the centres follow the maps themselves,
+``(j + 0.5) / cols``, as ``DefaultBoxGenerator`` does without steps.
 """
 from __future__ import annotations
 
@@ -36,12 +40,13 @@ class DefaultBoxPriors:
     def priors_per_location(self) -> Tuple[int, ...]:
         return tuple(self.generator().num_anchors_per_location())
 
-    def generator(self):
+    def generator(self, with_steps: bool = True):
         from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 
+        steps = list(self.steps) if self.steps and with_steps else None
         return DefaultBoxGenerator([list(r) for r in self.aspect_ratios], min_ratio=self.min_ratio,
                                    max_ratio=self.max_ratio, scales=list(self.scales) if self.scales else None,
-                                   steps=list(self.steps) if self.steps else None, clip=self.clip)
+                                   steps=steps, clip=self.clip)
 
     def anchors(self, image_size: ImageSize, feature_map_shapes: FeatureMapShapes) -> Tensor:
         """torchvision's anchors for one ``(width, height)`` image: float32 ``(P, 4)`` corner form, pixels."""
@@ -52,7 +57,8 @@ class DefaultBoxPriors:
             raise ValueError(f"{len(feature_map_shapes)} feature maps for {len(self.aspect_ratios)} prior levels")
         images = ImageList(torch.zeros(1, 3, height, width), [(height, width)])
         maps = [torch.zeros(1, 1, rows, cols) for rows, cols in feature_map_shapes]
-        return self.generator()(images, maps)[0]
+        native = tuple(feature_map_shapes) == tuple(self.native_shapes)
+        return self.generator(with_steps=native)(images, maps)[0]
 
     def priors(self, image_size: ImageSize, feature_map_shapes: FeatureMapShapes) -> Tensor:
         """float32 ``(P, 4)`` center form, relative to ``image_size``, in torchvision's anchor order (maps in
@@ -62,4 +68,6 @@ class DefaultBoxPriors:
         scale = torch.tensor([width, height], dtype=torch.float64)
         centers = (anchors[:, :2] + anchors[:, 2:]) / 2 / scale
         sizes = (anchors[:, 2:] - anchors[:, :2]) / scale
+        if self.clip:  # torchvision clamps sizes to [0, 1]; the pixel round trip may overshoot by 1 ulp
+            sizes = sizes.clamp(0.0, 1.0)
         return torch.cat([centers, sizes], dim=1).float()
