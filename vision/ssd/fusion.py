@@ -39,7 +39,9 @@ def _fold_children(module: nn.Module) -> None:
             conv, norm = module._modules[first], module._modules[second]
             if (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats
                     and conv.out_channels == norm.num_features):
-                module._modules[first] = fuse_conv_bn_eval(conv, norm)
+                # Folded in float64, then back: the folded weights then carry one float32 rounding, not several.
+                module._modules[first] = fuse_conv_bn_eval(copy.deepcopy(conv).double(),
+                                                           copy.deepcopy(norm).double()).to(conv.weight.dtype)
                 module._modules[second] = nn.Identity()
     for child in module.children():
         _fold_children(child)
