@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibration_images", type=int, default=200,
                         help="with --int8: how many images of --calibration_data to calibrate on")
     parser.add_argument("--calibration_method", default="minmax", choices=("minmax", "entropy", "percentile"),
-                        help="with --int8: how activation ranges are chosen (minmax: measured best here, and fastest)")
+                        help="with --int8: how activation ranges are chosen (minmax: constant memory, fastest)")
     parser.add_argument("--validation_dataset", default=None,
                         help="with --int8: a data set root (test split) on which to print float32 and INT8 mAP")
     parser.add_argument("--validation_dataset_type", default="voc", choices=("voc", "open_images"),

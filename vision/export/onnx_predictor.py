@@ -24,9 +24,8 @@ OPTIMIZATION_LEVELS = {
     "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-# Chosen by measurement (benchmarks/bench_deploy.py sessions; docs/deploy.md#onnx-runtime-session-options):
-# "all" was fastest or tied for every net, float32 and INT8; threads 0 lets ONNX Runtime take one per
-# physical core, which was as fast as naming the core count.
+# ONNX Runtime's own defaults ("all"; 0 threads: one per physical core). benchmarks/bench_deploy.py times
+# the alternatives (docs/deploy.md#onnx-runtime-session-options).
 DEFAULT_OPTIMIZATION = "all"
 DEFAULT_NUM_THREADS = 0
 

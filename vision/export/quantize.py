@@ -40,8 +40,8 @@ from vision.utils.labels import write_label_file
 from vision.utils.opencv_log import quiet_opencv
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-# Chosen by measurement (docs/deploy.md, "Choosing the calibration method"): on the synthetic test split
-# MinMax matched or beat entropy and percentile for every net, and it calibrates several times faster.
+# MinMax: it folds each chunk into running ranges (constant memory) and calibrates fastest. The comparison
+# with entropy and percentile on trained nets is benchmarks/bench_deploy.py --methods (docs/deploy.md).
 DEFAULT_CALIBRATION_METHOD = "minmax"
 DEFAULT_CALIBRATION_IMAGES = 200
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
