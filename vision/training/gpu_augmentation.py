@@ -127,8 +127,8 @@ class PhotometricBatch:
     hue_shift: Tensor
     order: Tensor
 
-    def to(self, device) -> "PhotometricBatch":
-        return PhotometricBatch(*(getattr(self, name).to(device) for name in
+    def to(self, device, non_blocking: bool = False) -> "PhotometricBatch":
+        return PhotometricBatch(*(getattr(self, name).to(device, non_blocking=non_blocking) for name in
                                   ("brightness", "contrast", "contrast_first", "saturation", "hue_shift", "order")))
 
     @classmethod
@@ -177,8 +177,8 @@ def photometric_batch(images: Tensor, parameters: PhotometricBatch) -> Tensor:
     first = torch.where(parameters.contrast_first, parameters.contrast, torch.ones_like(parameters.contrast))
     images = torch.clamp(images * _per_image(first), 0.0, 255.0)
     colour = (parameters.saturation != 1.0) | (parameters.hue_shift != 0)
-    if bool(colour.any()):
-        chosen = torch.nonzero(colour).flatten()
+    chosen = torch.nonzero(colour.cpu()).flatten().to(images.device)  # parameters usually come from the CPU: no sync
+    if chosen.numel():
         images = images.index_copy(0, chosen, adjust_saturation_hue(images[chosen], parameters.saturation[chosen],
                                                                      parameters.hue_shift[chosen]))
     last = torch.where(parameters.contrast_first, torch.ones_like(parameters.contrast), parameters.contrast)
@@ -235,7 +235,7 @@ class BatchedTrainAugmentation:
         # Sampling with zeros outside mixed the photo with black at its edge; undo that, distort the photo's own
         # colour, then mix with the mean (which the recipe's colour steps never touch, as it zooms out after them).
         colour = sampled / weight.clamp_min(1e-6)
-        colour = photometric_batch(colour, photometric.to(self.device))
+        colour = photometric_batch(colour, photometric.to(self.device, non_blocking=True))
         return (colour - self.mean) * weight * self.inverse_std
 
     def __call__(self, batch: EncodedBatch) -> Tuple[Tensor, Tensor, Tensor]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from vision.datasets.encoded import EncodedSample
@@ -21,7 +22,11 @@ def collate_encoded_batch(samples: Sequence[Optional[EncodedSample]]) -> Encoded
     windows, flips = windows_and_flips(parameters) if kept else (torch.zeros(0, 4, dtype=torch.float64),
                                                                   torch.zeros(0, dtype=torch.bool))
     boxes, labels, mask = pad_ground_truth([p.boxes for p in parameters], [p.labels for p in parameters])
-    return EncodedBatch([torch.from_numpy(sample.encoded) for sample in kept],
+    # One buffer for the batch's files, seen as one view per file: the batch crosses from the worker as one
+    # shared-memory block instead of one per image.
+    sizes = [int(sample.encoded.size) for sample in kept]
+    buffer = torch.from_numpy(np.concatenate([sample.encoded for sample in kept])) if kept else torch.zeros(0, dtype=torch.uint8)
+    return EncodedBatch(list(torch.split(buffer, sizes)) if kept else [],
                         [sample.device_decodable for sample in kept],
                         torch.tensor([sample.size for sample in kept], dtype=torch.int64).reshape(-1, 2),
                         windows, flips, PhotometricBatch.stack([p.photometric for p in parameters]),
