@@ -43,13 +43,15 @@ class Detector:
 
 def load_detector(net_type: str, model_path: str, label_path: str, backend: str = "pytorch",
                   device: Optional[str] = None, candidate_size: Optional[int] = None,
-                  mb2_width_mult: float = 1.0, resolution: Optional[str] = None) -> Detector:
+                  mb2_width_mult: float = 1.0, resolution: Optional[str] = None, onnx_threads: int = 0,
+                  onnx_optimization: str = "all") -> Detector:
     """Read the label file and load the model for ``backend``. ``candidate_size``: boxes per class before
     NMS (None: 200, or what a postprocess graph was exported with). ``resolution``: the input size, ``"N"``
     or ``"WxH"`` (PyTorch: default the size in the ``.pth.json`` sidecar, else native; ONNX: the file's
     own size, and another one is an error). Raises ValueError/OSError with one-line
     messages naming the file: a missing or empty label file, a checkpoint of another class count or net
-    type, an ONNX file exported from another net type or for another class count."""
+    type, an ONNX file exported from another net type or for another class count. ``onnx_threads``,
+    ``onnx_optimization``: the ONNX Runtime session's intra-op threads and graph optimisation level."""
     if label_path == "-":  # the zoo entry's labels (vision.zoo imports torch, so only when asked)
         from vision.zoo import resolve_labels
 
@@ -59,7 +61,8 @@ def load_detector(net_type: str, model_path: str, label_path: str, backend: str 
         from vision.export.onnx_predictor import OnnxPredictor
 
         providers, device_name = onnx_providers(device)
-        predictor = OnnxPredictor(model_path, providers=providers, candidate_size=candidate_size)
+        predictor = OnnxPredictor(model_path, providers=providers, candidate_size=candidate_size,
+                                  num_threads=onnx_threads, optimization=onnx_optimization)
         exported = predictor.metadata
         if resolution and parse_resolution(resolution) != predictor.size:
             raise ValueError(f"{model_path}: exported at {format_size(predictor.size)}, not "

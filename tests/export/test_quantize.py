@@ -151,3 +151,16 @@ def test_cli_int8_writes_both_files_and_reports_latency_and_map(tmp_path, capsys
     latency = [line for line in lines if line.startswith("Latency at batch 1")]
     assert len(latency) == 1 and "float32" in latency[0] and "INT8" in latency[0]
     assert any(line.startswith("mAP (VOC07) on 2 images of") for line in lines)
+
+
+def test_run_ssd_example_runs_an_int8_file_with_session_options(tmp_path, capsys):
+    from vision.cli import run_ssd_example
+
+    float_path, int8_path, images = quantized("mb1-ssd-lite")
+    labels = int8_path.replace(".onnx", ".labels.txt")
+    code = run_ssd_example.main(["mb1-ssd-lite", int8_path, labels, images[0], "--backend", "onnx",
+                                 "--onnx_threads", "1", "--onnx_optimization", "basic",
+                                 "--output", str(tmp_path / "out.jpg")])
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith(f"{images[0]}: ")
+    assert (tmp_path / "out.jpg").is_file()

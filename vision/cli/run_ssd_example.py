@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the detections as JSON")
     parser.add_argument("--backend", default="pytorch", choices=BACKENDS,
                         help="pytorch (a .pth) or onnx (an .onnx made by convert_to_caffe2_models.py)")
+    parser.add_argument("--onnx_threads", type=int, default=0,
+                        help="with --backend onnx: ONNX Runtime intra-op threads (0: one per physical core)")
+    parser.add_argument("--onnx_optimization", default="all", choices=("disable", "basic", "extended", "all"),
+                        help="with --backend onnx: ONNX Runtime graph optimisation level")
     parser.add_argument("--mb2_width_mult", type=float, default=1.0, help="width multiplier of mb2-ssd-lite")
     parser.add_argument("--resolution", default=None,
                         help="input size, N or WxH (e.g. 512, 512x288); default: the size in the model's .pth.json "
@@ -117,7 +121,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(args: argparse.Namespace) -> int:
     images, several = expand_images(args.images)
     detector = load_detector(args.net_type, args.model_path, args.label_path, args.backend, args.device,
-                             args.candidate_size, args.mb2_width_mult, args.resolution)
+                             args.candidate_size, args.mb2_width_mult, args.resolution,
+                             onnx_threads=args.onnx_threads, onnx_optimization=args.onnx_optimization)
     outputs = output_paths(images, several, args.output)
     records, skipped = [], []
     for image_path, output_path in zip(images, outputs):

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda:0 when available)")
     parser.add_argument("--backend", default="pytorch", choices=BACKENDS,
                         help="pytorch (a .pth) or onnx (an .onnx made by convert_to_caffe2_models.py)")
+    parser.add_argument("--onnx_threads", type=int, default=0,
+                        help="with --backend onnx: ONNX Runtime intra-op threads (0: one per physical core)")
+    parser.add_argument("--onnx_optimization", default="all", choices=("disable", "basic", "extended", "all"),
+                        help="with --backend onnx: ONNX Runtime graph optimisation level")
     parser.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: no limit)")
     parser.add_argument("--camera_width", type=int, default=1280, help="frame width asked of a camera")
     parser.add_argument("--camera_height", type=int, default=720, help="frame height asked of a camera")
@@ -62,7 +66,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     detector: Detector = load_detector(args.net_type, args.model_path, args.label_path, args.backend, args.device,
-                                       args.candidate_size, args.mb2_width_mult, args.resolution)
+                                       args.candidate_size, args.mb2_width_mult, args.resolution,
+                                       onnx_threads=args.onnx_threads, onnx_optimization=args.onnx_optimization)
     capture, description, live = open_source(args.source, args.camera_width, args.camera_height)
     source_fps = capture.get(cv2.CAP_PROP_FPS)
     headless = args.headless or not gui_available()
