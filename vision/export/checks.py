@@ -102,14 +102,36 @@ def pytorch_outputs(net: SSD, batch: np.ndarray) -> tuple:
     return scores.cpu().numpy(), boxes.cpu().numpy()
 
 
+@torch.no_grad()
+def logit_magnitudes(net: SSD, batch: np.ndarray) -> np.ndarray:
+    """``max(1, max_c |logit|)`` per prior, ``(N, P, 1)``: what float32 rounding of the class logits scales
+    with. A score is a softmax of logits, so its rounding grows with them (untrained vgg16-ssd: logits in
+    the hundreds, scores saturated at 0 and 1)."""
+    was_test, was_training = net.is_test, net.training
+    net.is_test = False
+    net.eval()
+    try:
+        with full_float32():
+            confidences, _ = net(torch.from_numpy(batch).to(net.device))
+    finally:
+        net.is_test = was_test
+        net.train(was_training)
+    return np.maximum(1.0, confidences.abs().amax(dim=2, keepdim=True).double().cpu().numpy())
+
+
 def _compare(name: str, outputs: Sequence[np.ndarray], expected: Sequence[np.ndarray], tolerance: float,
-             where: str) -> CheckResult:
+             where: str, score_scale: Optional[np.ndarray] = None) -> CheckResult:
+    """``outputs`` and ``expected``: ``[scores, boxes]``; ``score_scale``: :func:`logit_magnitudes` of the
+    batch (None: scores compared absolutely)."""
     (score_abs, score_scaled), (box_abs, box_scaled) = (output_difference(a, e, boxes=index == 1)
                                                         for index, (a, e) in enumerate(zip(outputs, expected)))
+    if score_scale is not None:
+        score_scaled = float((np.abs(outputs[0].astype(np.float64) - expected[0].astype(np.float64))
+                              / score_scale.reshape(expected[0].shape[:-1] + (1,))).max(initial=0.0))
     worst_abs, worst_scaled = max(score_abs, box_abs), max(score_scaled, box_scaled)
     message = f"max abs difference {worst_abs:.1e} (scores {score_abs:.1e}, boxes {box_abs:.1e}) {where}"
     if worst_scaled < worst_abs:
-        message += f"; {worst_scaled:.1e} scaled by the boxes' magnitude"
+        message += f"; {worst_scaled:.1e} scaled by the logits' and boxes' magnitude"
     message += f"; limit {tolerance:.0e}"
     return CheckResult(name, worst_scaled <= tolerance, message, worst_abs)
 
@@ -133,7 +155,9 @@ def check_onnxruntime(onnx_path: str, net: SSD, tolerance: float = TOLERANCE,
         where += ", singly and as one batch"
     scores = np.concatenate([run["scores"] for run in runs])
     boxes = np.concatenate([run["boxes"] for run in runs])
-    return _compare("ONNX Runtime", [scores, boxes], [expected_scores, expected_boxes], tolerance, where)
+    scale = logit_magnitudes(net, batch)
+    scale = np.concatenate([scale] * (len(scores) // len(scale)))
+    return _compare("ONNX Runtime", [scores, boxes], [expected_scores, expected_boxes], tolerance, where, scale)
 
 
 def check_opencv_dnn(onnx_path: str, net: SSD, metadata: ModelMetadata, tolerance: float = TOLERANCE) -> CheckResult:
@@ -158,7 +182,8 @@ def check_opencv_dnn(onnx_path: str, net: SSD, metadata: ModelMetadata, toleranc
         wanted = ", ".join(str(tuple(reference.shape)) for reference in expected)
         return CheckResult(f"OpenCV DNN {cv2.__version__}", False, f"runs the file but returns {shapes}, not {wanted}")
     outputs = [output.reshape(reference.shape) for output, reference in zip(outputs, expected)]
-    return _compare(f"OpenCV DNN {cv2.__version__}", outputs, expected, tolerance, "on a test image")
+    return _compare(f"OpenCV DNN {cv2.__version__}", outputs, expected, tolerance, "on a test image",
+                    logit_magnitudes(net, batch))
 
 
 
@@ -198,6 +223,7 @@ def check_postprocess(onnx_path: str, net: SSD, net_type: str, images: Optional[
     images = list(images) if images is not None else sample_images()
     batch = onnx_predictor.preprocess(images)
     expected_scores, expected_boxes = pytorch_outputs(net, batch)
+    scale = logit_magnitudes(net, batch)
     predictor = create_predictor(net_type, net, candidate_size=info.candidate_size)
     name = "ONNX Runtime postprocess"
     total = pytorch_total = 0
@@ -211,7 +237,7 @@ def check_postprocess(onnx_path: str, net: SSD, net_type: str, images: Optional[
             graph_scores, graph_boxes = run[scores_name], run[boxes_name]
             network = _compare(name, [graph_scores, graph_boxes], [expected_scores[index:index + 1],
                                                                     expected_boxes[index:index + 1]],
-                               tolerance, f"on test image {index}")
+                               tolerance, f"on test image {index}", scale[index:index + 1])
             if not network.ok:
                 return CheckResult(name, False, f"the scores and boxes the graph selects from differ from PyTorch: "
                                                 f"{network.message}", network.max_abs_difference)
