@@ -89,12 +89,19 @@ def score_coco(records: EvalRecords, class_names: Sequence[str], ground_truth=No
             coco_gt = COCO(str(ground_truth.annotation_file))
             coco_of_image = np.array([ground_truth.image_ids[image_id] for image_id in records.image_ids], np.int64)
             image_ids = coco_of_image.tolist()
-            category_ids = [ground_truth.category_ids[label] for label in range(1, num_classes + 1)]
-            if any(category is None for category in category_ids):
-                missing = [class_names[k + 1] for k, category in enumerate(category_ids) if category is None]
-                raise ValueError(f"{ground_truth.annotation_file}: no category for the class(es) {missing}")
+            # Model classes match the JSON's categories by name; a class the JSON lacks (a COCO model's
+            # other classes on a subset, torchvision's N/A gaps) cannot be judged, so it is left out.
+            all_category_ids = [ground_truth.category_ids[label] for label in range(1, num_classes + 1)]
+            if all(category is None for category in all_category_ids):
+                raise ValueError(f"{ground_truth.annotation_file}: none of the model's classes names a category")
+            judged = np.array([category is not None for category in all_category_ids])
+            scored_classes = [k for k, category in enumerate(all_category_ids) if category is not None]
+            category_ids = [all_category_ids[k] for k in scored_classes]
+            judged_detection = judged[label_column - 1] if label_column.size else np.zeros(0, bool)
+            image_column, label_column = image_column[judged_detection], label_column[judged_detection]
+            keep[np.flatnonzero(keep)[~judged_detection]] = False
             image_column = coco_of_image[image_column] if image_column.size else image_column
-            label_column = np.array([0] + category_ids, np.int64)[label_column]
+            label_column = np.array([0] + [c or 0 for c in all_category_ids], np.int64)[label_column]
         detections = np.concatenate(
             [
                 image_column[:, None].astype(np.float64),
@@ -112,6 +119,10 @@ def score_coco(records: EvalRecords, class_names: Sequence[str], ground_truth=No
         evaluator.summarize()
     # precision: [T, R, K, A, M]; area "all" is index 0, maxDets 100 the last.
     precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    if ground_truth is not None and len(category_ids) != num_classes:  # back to one column per class
+        full = np.full(precision.shape[:2] + (num_classes,), -1.0)
+        full[:, :, scored_classes] = precision
+        precision = full
     per_class_ap = []
     for k in range(num_classes):
         defined = precision[:, :, k][precision[:, :, k] > -1]

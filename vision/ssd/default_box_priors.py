@@ -55,19 +55,21 @@ class DefaultBoxPriors:
         width, height = image_size
         if len(feature_map_shapes) != len(self.aspect_ratios):
             raise ValueError(f"{len(feature_map_shapes)} feature maps for {len(self.aspect_ratios)} prior levels")
-        images = ImageList(torch.zeros(1, 3, height, width), [(height, width)])
-        maps = [torch.zeros(1, 1, rows, cols) for rows, cols in feature_map_shapes]
-        native = tuple(feature_map_shapes) == tuple(self.native_shapes)
-        return self.generator(with_steps=native)(images, maps)[0]
+        native = tuple(tuple(shape) for shape in feature_map_shapes) == tuple(self.native_shapes)
+        with torch.device("cpu"):
+            images = ImageList(torch.zeros(1, 3, height, width), [(height, width)])
+            maps = [torch.zeros(1, 1, rows, cols) for rows, cols in feature_map_shapes]
+            return self.generator(with_steps=native)(images, maps)[0]
 
     def priors(self, image_size: ImageSize, feature_map_shapes: FeatureMapShapes) -> Tensor:
         """float32 ``(P, 4)`` center form, relative to ``image_size``, in torchvision's anchor order (maps in
         head order, row by row, column by column, then the level's boxes), not clamped."""
-        anchors = self.anchors(image_size, feature_map_shapes).double()
-        width, height = image_size
-        scale = torch.tensor([width, height], dtype=torch.float64)
-        centers = (anchors[:, :2] + anchors[:, 2:]) / 2 / scale
-        sizes = (anchors[:, 2:] - anchors[:, :2]) / scale
-        if self.clip:  # torchvision clamps sizes to [0, 1]; the pixel round trip may overshoot by 1 ulp
-            sizes = sizes.clamp(0.0, 1.0)
-        return torch.cat([centers, sizes], dim=1).float()
+        with torch.device("cpu"):  # real values even when a net is being built on the meta device
+            anchors = self.anchors(image_size, feature_map_shapes).double()
+            width, height = image_size
+            scale = torch.tensor([width, height], dtype=torch.float64)
+            centers = (anchors[:, :2] + anchors[:, 2:]) / 2 / scale
+            sizes = (anchors[:, 2:] - anchors[:, :2]) / scale
+            if self.clip:  # torchvision clamps sizes to [0, 1]; the pixel round trip may overshoot by 1 ulp
+                sizes = sizes.clamp(0.0, 1.0)
+            return torch.cat([centers, sizes], dim=1).float()
