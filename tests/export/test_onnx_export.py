@@ -40,7 +40,10 @@ def test_every_net_exports_and_matches_pytorch_in_onnxruntime(net_type, dynamic_
     assert scores.shape == (len(batch), priors, len(CLASS_NAMES)) and boxes.shape == (len(batch), priors, 4)
     np.testing.assert_allclose(scores.sum(axis=2), 1.0, atol=1e-5)  # softmaxed
     expected_scores, expected_boxes = pytorch_outputs(net, batch)
-    np.testing.assert_allclose(scores, expected_scores, atol=1e-4)
+    # ssdlite320-mb3-large (~100 layers, SE, hardswish) on this std-normal batch: PyTorch's own float32
+    # scores are 1e-4 off its float64 ones, so two float32 runtimes may differ by twice that.
+    score_tolerance = 3e-4 if net_type == "ssdlite320-mb3-large" else 1e-4
+    np.testing.assert_allclose(scores, expected_scores, atol=score_tolerance)
     np.testing.assert_allclose(boxes, expected_boxes, atol=1e-4)
 
 
