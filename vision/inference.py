@@ -45,11 +45,12 @@ def load_detector(net_type: str, model_path: str, label_path: str, backend: str 
                   device: Optional[str] = None, candidate_size: Optional[int] = None,
                   mb2_width_mult: float = 1.0, resolution: Optional[str] = None, onnx_threads: int = 0,
                   onnx_optimization: str = "all") -> Detector:
-    """Read the label file and load the model for ``backend``. ``candidate_size``: boxes per class before
-    NMS (None: 200, or what a postprocess graph was exported with). ``resolution``: the input size, ``"N"``
-    or ``"WxH"`` (PyTorch: default the size in the ``.pth.json`` sidecar, else native; ONNX: the file's
-    own size, and another one is an error). Raises ValueError/OSError with one-line
-    messages naming the file: a missing or empty label file, a checkpoint of another class count or net
+    """Read the label file and load the model for ``backend``. ``model_path`` may be a zoo name or URL
+    (PyTorch backend, ``vision.zoo``); ``label_path`` ``-`` means that zoo entry's labels.
+    ``candidate_size``: boxes per class before NMS (None: the net type's default, 200 for the original's
+    types, or what a postprocess graph was exported with). ``resolution``: the input size, ``"N"`` or
+    ``"WxH"`` (PyTorch: default the size in the ``.pth.json`` sidecar, else native; ONNX: the file's own
+    size, and another one is an error). Raises ValueError/OSError with one-line messages naming the file: a missing or empty label file, a checkpoint of another class count or net
     type, an ONNX file exported from another net type or for another class count. ``onnx_threads``,
     ``onnx_optimization``: the ONNX Runtime session's intra-op threads and graph optimisation level."""
     if label_path == "-":  # the zoo entry's labels (vision.zoo imports torch, so only when asked)
@@ -84,7 +85,7 @@ def load_detector(net_type: str, model_path: str, label_path: str, backend: str 
     image_size = resolve_image_size(resolution, model_path, net_type)
     net = create_net(net_type, len(class_names), is_test=True, mb2_width_mult=mb2_width_mult, image_size=image_size)
     net.load(model_path)
-    predictor = create_predictor(net_type, net.to(torch_device).eval(), candidate_size=candidate_size or 200,
+    predictor = create_predictor(net_type, net.to(torch_device).eval(), candidate_size=candidate_size,
                                  device=torch_device)
     return Detector(predictor, class_names, backend, str(torch_device))
 
