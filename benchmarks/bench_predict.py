@@ -5,6 +5,11 @@ Weights: the deterministic ones of vision/utils/reference_weights.py; image: the
 one-image-at-a-time predictor (per-class Python NMS loop) on the same machine as the baseline.
 
     python benchmarks/bench_predict.py [--nets mb1-ssd mb2-ssd-lite] [--repeats 5] [--original]
+    python benchmarks/bench_predict.py --summary   # input, parameters, priors, CPU batch-1 latency per type
+
+``--summary`` sets the original's net types beside the ones on torchvision's architectures
+(ssdlite320-mb3-large, ssd300-vgg16): each at its native input and its own postprocessing defaults
+(score threshold: the original's 0.01 vs torchvision's 0.001 / 0.01), and at threshold 0.4.
 """
 from __future__ import annotations
 
@@ -70,6 +75,38 @@ def time_original(predictor, image, prob_threshold: float, repeats: int) -> floa
     return statistics.median(runs)
 
 
+def print_summary(net_types, num_classes: int, repeats: int) -> None:
+    """One row per net type: input size, parameters, priors, predictor ms/img on the CPU at batch 1, at the
+    type's default score threshold and at 0.4. Runs are interleaved (one image per type in turn, ``repeats``
+    rounds), so a load that varies during the run weighs on every type alike; the last column is the
+    ratio to the first type's latency at 0.4."""
+    photo_name, image = benchmark_photo()
+    print(f"torch {torch.__version__}; {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+          f"threads; image {photo_name} {image.shape[1]}x{image.shape[0]}; {num_classes} classes\n")
+    predictors = {}
+    for net_type in net_types:
+        net = load_deterministic_weights(create_net(net_type, num_classes, is_test=True))
+        predictors[net_type] = create_predictor(net_type, net.to("cpu"))
+    runs = {(net_type, mode): [] for net_type in net_types for mode in ("default", "0.4")}
+    for round_index in range(repeats + 1):
+        for net_type, predictor in predictors.items():
+            for mode, threshold in (("default", predictor.filter_threshold), ("0.4", 0.4)):
+                start = time.perf_counter()
+                predictor.predict(image, prob_threshold=threshold)
+                if round_index:  # the first round warms up
+                    runs[(net_type, mode)].append(time.perf_counter() - start)
+    print("| net | input | parameters (M) | priors | default score threshold | ms/img at it | ms/img at 0.4 | "
+          f"vs {net_types[0]} |")
+    print("|---|---|---|---|---|---|---|---|")
+    reference = statistics.median(runs[(net_types[0], "0.4")])
+    for net_type, predictor in predictors.items():
+        net = predictor.net
+        at_default, at_04 = (statistics.median(runs[(net_type, mode)]) for mode in ("default", "0.4"))
+        parameters = sum(p.numel() for p in net.parameters()) / 1e6
+        print(f"| {net_type} | {net.config.size_text} | {parameters:.2f} | {net.priors.shape[0]} | "
+              f"{predictor.filter_threshold} | {at_default * 1e3:.1f} | {at_04 * 1e3:.1f} | {at_04 / reference:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nets", nargs="+", default=list(NET_TYPES), choices=list(NET_TYPES))
@@ -78,7 +115,16 @@ def main() -> None:
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     parser.add_argument("--original", action="store_true", help="also time the original's predictor (batch 1)")
+    parser.add_argument("--summary", action="store_true",
+                        help="input, parameters, priors and CPU batch-1 latency of each net type at its defaults")
+    parser.add_argument("--classes", type=int, default=21, help="with --summary: class count of the nets")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.summary:
+        print_summary(args.nets, args.classes, args.repeats)
+        return
 
     photo_name, image = benchmark_photo()
     device_names = {"cpu": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}

@@ -151,8 +151,12 @@ def test_reduced_tail_is_the_default_and_the_full_tail_comes_from_the_imagenet_b
     again = create_net("ssdlite320-mb3-large", 3)
     again.load(str(full))
     again.eval()
+    resumed = create_net("ssdlite320-mb3-large", 3)  # --resume: load_state_dict straight away
+    resumed.load_state_dict(torch.load(full, weights_only=True))
+    resumed.eval()
     with torch.no_grad():
         torch.testing.assert_close(again(x)[0], net(x)[0])
+        torch.testing.assert_close(resumed(x)[0], net(x)[0])
 
 
 def test_fine_tuning_reinitialises_only_the_classification_head(pair, tmp_path):

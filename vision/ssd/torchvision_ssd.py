@@ -157,6 +157,13 @@ class TorchvisionSSD(SSD):
             modules = _build_modules(SSD300, self.num_classes, imagenet_state_dict=state_dict)
         self._replace_modules(modules)
 
+    def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict`` after converting torchvision's keys and adopting the ssdlite layout of
+        ``state_dict`` (so ``--resume`` of a full-tail run works); call it before making an optimiser."""
+        state_dict = convert_torchvision_keys(state_dict)
+        self._adopt_layout(state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # -- helpers ----------------------------------------------------------------------------------------
     def _read(self, model: str) -> Dict[str, Tensor]:
         return convert_torchvision_keys(load_state_dict_file(zoo.resolve_weights(model)))
