@@ -48,9 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prob_threshold", type=float, default=0.01,
                         help="with --with_postprocess: default of the graph's prob_threshold input")
     parser.add_argument("--mb2_width_mult", type=float, default=1.0, help="width multiplier of mb2-ssd-lite")
-    parser.add_argument("--resolution", default=None,
-                        help="input size of the exported graph, N or WxH (e.g. 512, 512x288); default: the size in "
-                             "the model's .pth.json sidecar, else the net's native size")
     parser.add_argument("--int8", action="store_true",
                         help="also write <name>.int8.onnx, quantized with ONNX Runtime (QDQ, per-channel weights)")
     parser.add_argument("--calibration_data", default=None,
@@ -63,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --int8: a data set root (test split) on which to print float32 and INT8 mAP")
     parser.add_argument("--validation_dataset_type", default="voc", choices=("voc", "open_images"),
                         help="the format of --validation_dataset")
+    parser.add_argument("--resolution", default=None,
+                        help="input size of the exported graph, N or WxH (e.g. 512, 512x288); default: the size in "
+                             "the model's .pth.json sidecar, else the net's native size")
     return parser
 
 

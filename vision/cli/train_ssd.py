@@ -82,13 +82,13 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError("--datasets is required: one or more dataset folders")
     if args.batch_size < 1 or args.num_epochs < 0 or args.validation_epochs < 1:
         raise ValueError("--batch_size and --validation_epochs must be at least 1, --num_epochs at least 0")
+    if args.resolution:
+        parse_resolution(args.resolution)  # a one-line error before any data is read
     from vision.zoo import resolve_weights
 
     for flag in ("base_net", "pretrained_ssd"):  # zoo names and URLs: downloaded before any data is read
         if getattr(args, flag):
             setattr(args, flag, resolve_weights(getattr(args, flag)))
-    if args.resolution:
-        parse_resolution(args.resolution)  # a one-line error before any data is read
     for flag in ("base_net", "pretrained_ssd", "resume"):
         path = getattr(args, flag)
         if path and not os.path.isfile(path):
