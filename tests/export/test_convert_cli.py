@@ -95,7 +95,7 @@ def test_caffe2_files_are_written_when_caffe2_is_importable(tmp_path, capsys, mo
 
 
 @pytest.mark.parametrize("labels,message", [
-    ("voc", "i.e. 3 classes, but the net expects 21 classes"),
+    ("voc", "checkpoint for 3 classes (layer classification_headers.0.bias has 18 outputs), but the net expects 21 classes"),
     ("missing", "no such label file"),
 ])
 def test_wrong_or_missing_label_file_is_one_line_without_traceback(tmp_path, capsys, labels, message):
