@@ -161,10 +161,10 @@ def learning(args: argparse.Namespace, train_flags: list) -> None:
 
 def _end_to_end_rows(cuda: bool, cpu_workers: int, gpu_workers: int, cpu_gpu_data: bool = True):
     """(label, workers, train_ssd flags, step-by-step recipe?) of every row."""
-    rows = [("CPU workers, step-by-step recipe (before)", cpu_workers, ["--device", "cpu"], True),
-            ("CPU workers, one-pass recipe", cpu_workers, ["--device", "cpu"], False),
-            ("CPU workers, one-pass recipe, channels_last", cpu_workers, ["--device", "cpu", "--channels_last"], False),
-            ("--gpu_data on the CPU device", cpu_workers, ["--device", "cpu", "--gpu_data"], False)][:None if cpu_gpu_data else 3]
+    rows = [("CPU workers, step-by-step recipe (before)", cpu_workers, ["--device", "cpu", "--channels_last", "false"], True),
+            ("CPU workers, one-pass recipe", cpu_workers, ["--device", "cpu", "--channels_last", "false"], False),
+            ("CPU workers, one-pass recipe, channels_last (the CPU default)", cpu_workers, ["--device", "cpu", "--channels_last"], False),
+            ("--gpu_data on the CPU device", cpu_workers, ["--device", "cpu", "--gpu_data", "--channels_last", "false"], False)][:None if cpu_gpu_data else 3]
     if cuda:
         rows = [("CPU workers, step-by-step recipe, GPU step", gpu_workers, ["--device", "cuda"], True),
                 ("CPU workers, one-pass recipe, GPU step --amp --channels_last", gpu_workers,

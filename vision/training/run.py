@@ -70,6 +70,9 @@ class TrainingRun:
         self.context = context
         self.device = device
         self.entry = get_net_type(args.net)
+        if getattr(args, "channels_last", None) is None:
+            # Measured on a 2-core CPU: 1.55x end to end (mb2-ssd-lite, 640x480 JPEGs; docs/benchmarks.md).
+            args.channels_last = device.type == "cpu"
         # The configuration at the run's input size (the net built later carries the same value).
         self.config = net_config(args.net, self._input_size(), args.mb2_width_mult)
         log.info("Input size %s, %d priors", self.config.size_text, self.config.num_priors)
