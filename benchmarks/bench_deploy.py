@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import onnxruntime
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import cpu_model as cpu_name, median_seconds  # noqa: E402
 
 from vision.datasets import build_dataset  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
@@ -37,26 +35,6 @@ from vision.ssd.registry import create_net, create_predictor  # noqa: E402
 DEFAULT_NETS = ["mb1-ssd", "mb1-ssd-lite", "mb2-ssd-lite", "sq-ssd-lite"]
 TRAIN_FLAGS = ["--num_epochs", "1", "--seed", "0", "--no_progress", "--batch_size", "8", "--lr", "0.03",
                "--no_augmentation", "--num_workers", "1", "--use_cuda", "false"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def median_seconds(run, repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def train(net_type: str, data: Path, folder: Path) -> Path:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import cpu_model  # noqa: E402
 
 from benchmarks.original_predictor import original_predict  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
@@ -107,16 +108,6 @@ def inference_chunk(predictor, chunk, collector, batch_size: int, num_workers: i
     run_inference(predictor, make_loader(chunk, batch_size, num_workers), collector, progress=False)
     _sync(predictor.device)
     return time.perf_counter() - start
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_description(device: torch.device) -> str:

@@ -21,7 +21,6 @@ and False. Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +32,8 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import cpu_model  # noqa: E402
 
 from vision.datasets.synthetic import render_image  # noqa: E402
 from vision.ssd.predictor import _ranked_candidates  # noqa: E402
@@ -112,16 +113,6 @@ def measure(run: Callable[[], object], repeats: int):
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     return min(walls), min(cpus)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> None:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -25,6 +23,8 @@ import onnxruntime
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import median_seconds  # noqa: E402
 
 from benchmarks.inputs import benchmark_photo  # noqa: E402
 from vision.export.onnx_export import export_onnx  # noqa: E402
@@ -35,17 +35,6 @@ from vision.utils.reference_weights import load_deterministic_weights  # noqa: E
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "models" / "voc-model-labels.txt"
-
-
-def median_seconds(run, repeats: int) -> float:
-    """Median wall time of ``run()`` over ``repeats`` calls, after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_predictor(predictor, image: np.ndarray, threshold: float, repeats: int) -> dict:

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import io
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import cpu_model  # noqa: E402
 
 from vision.datasets import build_dataset, collate_training_batch  # noqa: E402
 from vision.datasets.synthetic import SMALL_OBJECTS, SHAPE_CLASSES, generate_voc_dataset  # noqa: E402
@@ -37,16 +38,6 @@ from vision.transforms import TestTransform  # noqa: E402
 from vision.utils.image_size import parse_resolution  # noqa: E402
 
 SMALL_AREA = 32 ** 2  # COCO's "small": below 32x32 pixels
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def small_object_ap(records, class_names) -> tuple:
