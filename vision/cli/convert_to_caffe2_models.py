@@ -24,6 +24,7 @@ import sys
 from typing import List, Optional
 
 from vision.cli.errors import run_reporting_errors
+from vision.export.metadata import side_file_paths
 
 DEFAULT_OUTPUT = os.path.join("models", "{net}.onnx")
 
@@ -73,7 +74,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 def convert(args: argparse.Namespace) -> int:
     from vision.export.caffe2_export import caffe2_backend, export_caffe2
     from vision.export.checks import check_onnxruntime, check_opencv_dnn, check_postprocess
-    from vision.export.metadata import side_file_paths
     from vision.export.onnx_export import DEFAULT_OPSET, export_onnx, resolve_exporter
     from vision.ssd.registry import create_net, get_net_type
     from vision.ssd.sidecar import resolve_image_size
@@ -93,12 +93,9 @@ def convert(args: argparse.Namespace) -> int:
     net.eval()
 
     output = args.output or DEFAULT_OUTPUT.format(net=args.net_type)
-    folder, name = os.path.split(os.path.abspath(output))
     # Export under a temporary name; only a file that passed its check is renamed into place.
-    staging = os.path.join(folder, f".tmp-{name}")
-    staged = [staging, *side_file_paths(staging)]
-    final = [output, *side_file_paths(output)]
-    try:
+    with StagedFiles(output) as staged:
+        staging = staged.path
         try:
             metadata = export_onnx(net, args.net_type, class_names, staging, opset=opset, dynamic_batch=args.dynamic_batch,
                                    exporter=exporter, with_postprocess=args.with_postprocess,
@@ -125,17 +122,11 @@ def convert(args: argparse.Namespace) -> int:
         if not result.ok:
             # Kept under another name, so nothing picks it up as a good export but the user can inspect it.
             kept = failed_output_path(output)
-            for source, target in zip(staged, [kept, *side_file_paths(kept)]):
-                os.replace(source, target)
+            staged.publish(kept)
             raise ValueError(f"{output}: not written, the check FAILED ({result.name}: {result.message}); "
                              f"the exported file is kept as {kept} for inspection")
-        for source, target in zip(staged, final):
-            os.replace(source, target)
-    finally:
-        for path in staged:
-            if os.path.exists(path):
-                os.remove(path)
-    print(f"Wrote {final[0]}, {final[2]} and {final[1]}")
+        staged.publish(output)
+    print(f"Wrote {written_files_text(output)}")
     if args.int8:
         write_int8(output, calibration_images, args, class_names)
 
@@ -150,6 +141,35 @@ def convert(args: argparse.Namespace) -> int:
             print(f"warning: Caffe2 conversion failed ({str(error).strip().splitlines()[0][:200]}); "
                   f"the ONNX model is complete", file=sys.stderr)
     return 0
+
+
+class StagedFiles:
+    """An ONNX file and its side files (JSON, labels) written under a temporary name beside ``final_path``:
+    ``path`` is where to write, ``publish(target)`` renames them all to ``target``'s names, and whatever was
+    not published is removed on exit, so a final name never holds a partial or unchecked export."""
+
+    def __init__(self, final_path: str):
+        folder, name = os.path.split(os.path.abspath(final_path))
+        self.path = os.path.join(folder, f".tmp-{name}")
+        self.files = [self.path, *side_file_paths(self.path)]
+
+    def publish(self, target: str) -> None:
+        for source, destination in zip(self.files, [target, *side_file_paths(target)]):
+            os.replace(source, destination)
+
+    def __enter__(self) -> "StagedFiles":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for path in self.files:
+            if os.path.exists(path):
+                os.remove(path)
+
+
+def written_files_text(output: str) -> str:
+    """``"<x>.onnx, <x>.labels.txt and <x>.json"``: the published file and its side files, as printed."""
+    model, metadata, labels = [output, *side_file_paths(output)]
+    return f"{model}, {labels} and {metadata}"
 
 
 def failed_output_path(output: str) -> str:
@@ -176,14 +196,11 @@ def choose_int8_calibration(args: argparse.Namespace) -> Optional[List[str]]:
 def write_int8(output: str, calibration_images: List[str], args: argparse.Namespace, class_names: List[str]) -> None:
     """Quantize the float32 file ``output`` into ``<name>.int8.onnx``, check it, report latency (and mAP)."""
     from vision.export.compare import check_int8_detections, compare_map, forward_latency_ms
-    from vision.export.metadata import side_file_paths
     from vision.export.quantize import int8_output_path, quantize_onnx, read_rgb
 
     final_path = int8_output_path(output)
-    folder, name = os.path.split(os.path.abspath(final_path))
-    staging = os.path.join(folder, f".tmp-{name}")
-    staged, final = [staging, *side_file_paths(staging)], [final_path, *side_file_paths(final_path)]
-    try:
+    with StagedFiles(final_path) as staged:
+        staging = staged.path
         metadata = quantize_onnx(output, staging, calibration_images, method=args.calibration_method)
         print(f"Quantized to INT8 ({metadata.quantization['quantized_nodes']} nodes, {args.calibration_method} "
               f"calibration on {len(calibration_images)} images of {args.calibration_data})")
@@ -193,13 +210,8 @@ def write_int8(output: str, calibration_images: List[str], args: argparse.Namesp
             raise ValueError(f"{final_path}: not written, {result}")
         # Quantization's cost is the user's call (the mAP below says what it is): a mismatch warns.
         print(result if result.ok else f"warning: {result}")
-        for source, target in zip(staged, final):
-            os.replace(source, target)
-    finally:
-        for path in staged:
-            if os.path.exists(path):
-                os.remove(path)
-    print(f"Wrote {final[0]}, {final[2]} and {final[1]}")
+        staged.publish(final_path)
+    print(f"Wrote {written_files_text(final_path)}")
     float_ms, int8_ms = (forward_latency_ms(path, check_images[0]) for path in (output, final_path))
     print(f"Latency at batch 1 (ONNX Runtime, CPU, forward pass, median of 20): float32 {float_ms:.1f} ms, "
           f"INT8 {int8_ms:.1f} ms ({float_ms / int8_ms:.2f}x)")

@@ -87,18 +87,25 @@ def full_float32():
         torch.backends.cudnn.allow_tf32 = previous
 
 
-@torch.no_grad()
-def pytorch_outputs(net: SSD, batch: np.ndarray) -> tuple:
-    """The net's ``(scores, boxes)`` on a preprocessed batch, as numpy; the net runs as if ``is_test=True``."""
+@contextlib.contextmanager
+def evaluated_as(net: SSD, is_test: bool):
+    """Run ``net`` in eval mode with ``is_test`` set and full float32 inside the block; both restored after."""
     was_test, was_training = net.is_test, net.training
-    net.is_test = True
+    net.is_test = is_test
     net.eval()
     try:
         with full_float32():
-            scores, boxes = net(torch.from_numpy(batch).to(net.device))
+            yield net
     finally:
         net.is_test = was_test
         net.train(was_training)
+
+
+@torch.no_grad()
+def pytorch_outputs(net: SSD, batch: np.ndarray) -> tuple:
+    """The net's ``(scores, boxes)`` on a preprocessed batch, as numpy; the net runs as if ``is_test=True``."""
+    with evaluated_as(net, is_test=True):
+        scores, boxes = net(torch.from_numpy(batch).to(net.device))
     return scores.cpu().numpy(), boxes.cpu().numpy()
 
 
@@ -107,15 +114,8 @@ def logit_magnitudes(net: SSD, batch: np.ndarray) -> np.ndarray:
     """``max(1, max_c |logit|)`` per prior, ``(N, P, 1)``: what float32 rounding of the class logits scales
     with. A score is a softmax of logits, so its rounding grows with them (untrained vgg16-ssd: logits in
     the hundreds, scores saturated at 0 and 1)."""
-    was_test, was_training = net.is_test, net.training
-    net.is_test = False
-    net.eval()
-    try:
-        with full_float32():
-            confidences, _ = net(torch.from_numpy(batch).to(net.device))
-    finally:
-        net.is_test = was_test
-        net.train(was_training)
+    with evaluated_as(net, is_test=False):
+        confidences, _ = net(torch.from_numpy(batch).to(net.device))
     return np.maximum(1.0, confidences.abs().amax(dim=2, keepdim=True).double().cpu().numpy())
 
 
