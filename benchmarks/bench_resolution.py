@@ -5,7 +5,8 @@ for the same epochs, then scored on the same test images.
     python benchmarks/bench_resolution.py [--net mb1-ssd-lite] [--sizes 300 512] [--num_images 400]
         [--num_test 60] [--epochs 3] [--batch_size 8] [--lr 0.03] [--data /tmp/ssd-small-objects]
 
-Prints a markdown table: per size, training images/s, VOC07 mAP and per-class AP (IoU 0.5), and COCO's
+Prints how well each size's priors cover the test objects (``--coverage_only``: that alone, in seconds), then
+a markdown table: per size, training images/s, VOC07 mAP and per-class AP (IoU 0.5), and COCO's
 AP for small objects (area below 32x32 pixels of the original image) at IoU 0.5 and over 0.5:0.95.
 Training: SGD (momentum 0.9, weight decay 5e-4), cosine schedule, no augmentation (see the learning check
 in docs/benchmarks.md for why), from scratch, seeded. Sizes are N or WxH.
@@ -67,6 +68,25 @@ def small_object_ap(records, class_names) -> tuple:
             float(evaluator.stats[3]) if evaluator.stats[3] > -1 else float("nan"))
 
 
+def prior_coverage(net_type: str, size, dataset) -> tuple:
+    """Of the data set's objects: the fraction whose best prior at ``size`` has IoU of at
+    least the matching threshold, i.e. that training matches by threshold rather than only by best-prior
+    forcing, and the median best IoU. Boxes are normalised by each image's own size, as training does."""
+    from torchvision.ops import box_iou
+
+    from vision.utils.box_utils import center_form_to_corner_form
+
+    config = create_net(net_type, len(SHAPE_CLASSES) + 1, image_size=size).config
+    corners = center_form_to_corner_form(config.priors)
+    boxes = []
+    for index in range(len(dataset)):
+        height, width = dataset.get_image(index).shape[:2]
+        pixels = dataset.get_annotation(index)[1][0]
+        boxes.append(torch.as_tensor(pixels, dtype=torch.float32) / torch.tensor([width, height, width, height]))
+    best = box_iou(torch.cat(boxes), corners).max(dim=1).values
+    return float((best >= config.match_iou_threshold).float().mean()), float(best.median())
+
+
 def train_and_score(args, data: Path, size) -> dict:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -113,6 +133,8 @@ def main(argv=None) -> int:
     parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--coverage_only", action="store_true",
+                        help="print only how well each size's priors cover the test objects (seconds, no training)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,6 +144,15 @@ def main(argv=None) -> int:
                                        min_objects=3, max_objects=8, num_workers=2, **SMALL_OBJECTS)
         print(f"made {data}: {len(summary.trainval_ids)} + {len(summary.test_ids)} images, {summary.num_objects} objects",
               file=sys.stderr)
+    test_set, _ = build_dataset("voc", [str(data)], is_test=True)
+    print(f"Prior coverage, {args.net}, the {len(test_set)} test images' objects:\n\n"
+          "| input | objects with a prior at IoU >= 0.5 | median best-prior IoU |\n|---|---|---|")
+    for size in args.sizes:
+        matched, median = prior_coverage(args.net, parse_resolution(size), test_set)
+        print(f"| {size} | {matched:.1%} | {median:.3f} |", flush=True)
+    print()
+    if args.coverage_only:
+        return 0
     rows = [train_and_score(args, data, parse_resolution(size)) for size in args.sizes]
 
     print(f"{args.net}, {args.epochs} epochs on {args.num_images} images (640x480, objects 10-40 px), "
