@@ -124,7 +124,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--net", default="mb1-ssd-lite")
     parser.add_argument("--sizes", nargs="+", default=["300", "512"], help="input sizes, N or WxH")
-    parser.add_argument("--data", default="/tmp/ssd-small-objects", help="the data set (made here when missing)")
+    parser.add_argument("--data", default="/tmp/ssd-small-objects",
+                        help="a VOC-format data set with a test split, or a new folder to generate the synthetic set in")
     parser.add_argument("--num_images", type=int, default=400)
     parser.add_argument("--num_test", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=3)
@@ -139,6 +140,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = Path(args.data)
+    if data.exists() and any(data.iterdir()) and not (data / "ImageSets" / "Main" / "test.txt").exists():
+        raise SystemExit(f"{data}: not a VOC-format data set with a test split (ImageSets/Main/test.txt); "
+                         "give an empty or new folder to generate the synthetic set there")
     if not (data / "ImageSets" / "Main" / "test.txt").exists():
         summary = generate_voc_dataset(data, num_images=args.num_images, num_test=args.num_test, seed=args.seed,
                                        min_objects=3, max_objects=8, num_workers=2, **SMALL_OBJECTS)
