@@ -10,7 +10,7 @@ the 200 test images. A second table compares the calibration methods (time, INT8
 Runtime session options (threads, optimisation level).
 
     python benchmarks/bench_deploy.py [--nets mb1-ssd mb1-ssd-lite mb2-ssd-lite sq-ssd-lite] [--work /tmp/ssd-deploy-bench]
-        [--repeats 10] [--calibration_images 200] [--methods minmax entropy percentile]
+        [--repeats 10] [--calibration_images 200] [--methods minmax entropy percentile] [--heads float|int8]
 """
 from __future__ import annotations
 
@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--calibration_images", type=int, default=200)
     parser.add_argument("--methods", nargs="+", default=["minmax"], help="calibration methods to compare")
+    parser.add_argument("--heads", default="float", choices=("float", "int8"),
+                        help="precision of the heads' last convolutions in the INT8 files")
     args = parser.parse_args()
 
     work = Path(args.work)
@@ -94,7 +96,7 @@ def main() -> None:
         for method in args.methods:
             int8_paths[method] = folder / f"{net_type}.{method}.int8.onnx"
             start = time.perf_counter()
-            quantize_onnx(float_path, int8_paths[method], calibration, method=method)
+            quantize_onnx(float_path, int8_paths[method], calibration, method=method, heads=args.heads)
             calibration_seconds[method] = time.perf_counter() - start
 
         eager, fused = create_predictor(net_type, net), create_predictor(net_type, net)
@@ -128,7 +130,8 @@ def main() -> None:
                     predictor = OnnxPredictor(path, num_threads=threads, optimization=level)
                     seconds = median_seconds(lambda: predictor.forward(batch1.numpy()), args.repeats)
                     options_rows.append(f"| {net_type} | {label} | {threads or 'auto'} | {level} | {seconds * 1e3:.1f} |")
-    print(f"\nCalibration methods ({len(calibration)} images; quantization time includes calibration):\n")
+    print(f"\nCalibration methods ({len(calibration)} images, heads in {args.heads}; quantization time includes "
+          "calibration):\n")
     print("| net | method | quantization s | INT8 mAP | fp32 minus INT8 mAP |\n|---|---|---|---|---|")
     print("\n".join(calibration_rows))
     print("\nONNX Runtime session options, batch 1 (threads auto = one per physical core):\n")

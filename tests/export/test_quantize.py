@@ -18,8 +18,8 @@ from vision.datasets.synthetic import generate_voc_dataset
 from vision.export.compare import check_int8_detections, unmatched
 from vision.export.metadata import read_metadata
 from vision.export.onnx_predictor import OnnxPredictor
-from vision.export.quantize import (ImageCalibrationReader, choose_calibration_images, int8_output_path,
-                                    network_node_names, quantize_onnx, read_rgb)
+from vision.export.quantize import (ImageCalibrationReader, choose_calibration_images, head_node_names,
+                                    int8_output_path, network_node_names, quantize_onnx, read_rgb)
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,6 +79,38 @@ def test_int8_file_loads_in_onnxruntime_and_overlaps_float32(net_type):
     assert np.median(np.abs(int8_outputs["boxes"] - float_outputs["boxes"])) < 0.01  # 3 pixels at 300
     result = check_int8_detections(int8_path, str(float_path), photos[:2])
     assert result.message.startswith(f"{sum(1 for d in float_detections[:2] for p in d[2] if p > 0.5)} float32")
+
+
+def weights_are_quantized(model: onnx.ModelProto, node_names) -> dict:
+    """{node name: whether its weight input comes from a DequantizeLinear} for the named Conv nodes."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    return {node.name: node.input[1] in producers and producers[node.input[1]].op_type == "DequantizeLinear"
+            for node in model.graph.node if node.name in node_names}
+
+
+def test_heads_last_convolutions_stay_float32_by_default_and_quantize_on_request(tmp_path):
+    float_path, int8_path, images = quantized("mb1-ssd-lite")
+    float_model = onnx.load(float_path)
+    for index, node in enumerate(float_model.graph.node):  # quantize_onnx names unnamed nodes the same way
+        node.name = node.name or f"node_{index}_{node.op_type}"
+    heads = head_node_names(float_model)
+    # 6 classification and 6 regression layers; the depthwise convolutions before them are not heads' last.
+    assert len(heads) == 12
+    assert sum("classification_headers" in name for name in heads) == 6
+    assert all(name.endswith("Conv") for name in heads)
+    default = onnx.load(int8_path)
+    assert weights_are_quantized(default, heads) == {name: False for name in heads}
+    others = network_node_names(float_model) & {node.name for node in float_model.graph.node if node.op_type == "Conv"}
+    assert all(weights_are_quantized(default, others - heads).values())
+    assert read_metadata(int8_path).quantization["heads"] == "float32"
+
+    all_int8 = tmp_path / "heads-int8.onnx"
+    metadata = quantize_onnx(float_path, all_int8, images, heads="int8")
+    assert weights_are_quantized(onnx.load(all_int8), heads) == {name: True for name in heads}
+    assert metadata.quantization["heads"] == "int8"
+    assert metadata.quantization["quantized_nodes"] == read_metadata(int8_path).quantization["quantized_nodes"] + 12
+    with pytest.raises(ValueError, match="heads must be one of float, int8"):
+        quantize_onnx(float_path, tmp_path / "x.onnx", images, heads="int4")
 
 
 def test_with_postprocess_only_the_network_part_is_quantized():
@@ -146,7 +178,8 @@ def test_cli_int8_writes_both_files_and_reports_latency_and_map(tmp_path, capsys
     assert sorted(path.name for path in output.parent.iterdir()) == [
         "model.int8.json", "model.int8.labels.txt", "model.int8.onnx", "model.json", "model.labels.txt", "model.onnx"]
     lines = captured.out.splitlines()
-    assert any(line.startswith("Quantized to INT8") and "minmax calibration on 4 images" in line for line in lines)
+    assert any(line.startswith("Quantized to INT8") and "heads in float32, minmax calibration on 4 images" in line
+               for line in lines)
     assert any("INT8 against float32 in ONNX Runtime" in line for line in lines)
     latency = [line for line in lines if line.startswith("Latency at batch 1")]
     assert len(latency) == 1 and "float32" in latency[0] and "INT8" in latency[0]

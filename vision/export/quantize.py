@@ -8,8 +8,9 @@ integer kernels), weights int8 per output channel, activations uint8 (asymmetric
 uint8 activations with int8 weights (U8S8) because ONNX Runtime's CPU kernels take it everywhere: with int8
 activations (S8S8) on a CPU without AVX-512 VNNI it left half of mb1-ssd's convolutions in float32 and
 ran 1.6x slower than U8S8 (measured with onnxruntime 1.32 on an AVX2 AMD EPYC).
-Only the network part is quantized: the convolutions and everything that feeds one. What follows the
-last convolutions (the softmax, the box decoding against the priors and, in a ``--with_postprocess``
+Only the network part is quantized: the convolutions and everything that feeds one, except, by default,
+the heads' last convolutions (the class logits and box offsets), which run in float32 on the dequantized
+features: 8-bit logits and offsets cost mb1-ssd a third of its mAP. What follows the last convolutions (the softmax, the box decoding against the priors and, in a ``--with_postprocess``
 graph, the selection and NMS) stays float32, so scores and box corners keep their precision.
 
 Calibration feeds each image through exactly the predictor's preprocessing (``OnnxPredictor.preprocess``:
@@ -44,6 +45,10 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # with entropy and percentile on trained nets is benchmarks/bench_deploy.py --methods (docs/deploy.md).
 DEFAULT_CALIBRATION_METHOD = "minmax"
 DEFAULT_CALIBRATION_IMAGES = 200
+HEAD_PRECISIONS = ("float", "int8")
+# The heads' last convolutions in float32: with them in INT8, mb1-ssd (trained, VOC07 mAP 0.477) fell to
+# 0.299 under minmax calibration; in float32 it keeps 0.463 (benchmarks/bench_deploy.py, docs/benchmarks.md).
+DEFAULT_HEADS = "float"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MINMAX_CHUNK_IMAGES = 32
 HISTOGRAM_CHUNK_IMAGES = 8
@@ -163,6 +168,20 @@ def network_node_names(model: onnx.ModelProto) -> Set[str]:
     return selected
 
 
+def head_node_names(model: onnx.ModelProto) -> Set[str]:
+    """Names of the heads' last convolutions: every ``Conv`` whose output reaches no other ``Conv`` (the
+    layers that write the class logits and the box offsets)."""
+    consumers: Dict[str, List[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    feeds_a_conv: Dict[str, bool] = {}
+    for node in reversed(model.graph.node):  # ONNX lists nodes in topological order: consumers come later
+        feeds_a_conv[node.name] = any(consumer.op_type == "Conv" or feeds_a_conv.get(consumer.name, False)
+                                      for output in node.output for consumer in consumers.get(output, []))
+    return {node.name for node in model.graph.node if node.op_type == "Conv" and not feeds_a_conv[node.name]}
+
+
 def chunk_size(num_images: int, largest: int) -> int:
     """The largest divisor of ``num_images`` not above ``largest`` (``CalibStridedMinMax`` needs one)."""
     return max(size for size in range(1, min(largest, num_images) + 1) if num_images % size == 0)
@@ -170,12 +189,13 @@ def chunk_size(num_images: int, largest: int) -> int:
 
 def quantize_onnx(float_path: str | os.PathLike, output_path: str | os.PathLike, image_paths: Sequence[str],
                   method: str = DEFAULT_CALIBRATION_METHOD, per_channel: bool = True,
-                  activations: str = "uint8") -> ModelMetadata:
+                  activations: str = "uint8", heads: str = DEFAULT_HEADS) -> ModelMetadata:
     """Write the INT8 model ``output_path`` (with its ``.json`` and ``.labels.txt``) from the float32 export
     ``float_path`` (plain or ``--with_postprocess``), calibrated on ``image_paths`` (see the module
     docstring). Returns its metadata: the float model's, plus ``quantization``. The files are written to
     temporary names and renamed, so a failure leaves none. activations: ``"uint8"`` (U8S8, the default)
-    or ``"int8"`` (S8S8)."""
+    or ``"int8"`` (S8S8). heads: ``"float"`` keeps the heads' last convolutions (``head_node_names``) in
+    float32, on the dequantized features; ``"int8"`` quantizes them too."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -183,6 +203,8 @@ def quantize_onnx(float_path: str | os.PathLike, output_path: str | os.PathLike,
         raise ValueError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
     if activations not in ("uint8", "int8"):
         raise ValueError(f"activations must be uint8 or int8, got {activations!r}")
+    if heads not in HEAD_PRECISIONS:
+        raise ValueError(f"heads must be one of {', '.join(HEAD_PRECISIONS)}, got {heads!r}")
     if not image_paths:
         raise ValueError("no calibration images")
     float_path, output_path = os.fspath(float_path), os.fspath(output_path)
@@ -201,6 +223,8 @@ def quantize_onnx(float_path: str | os.PathLike, output_path: str | os.PathLike,
         quant_pre_process(named_path, prepared_path, skip_symbolic_shape=True)
         prepared = onnx.load(prepared_path)
         nodes = network_node_names(prepared)
+        if heads == "float":
+            nodes -= head_node_names(prepared)
         op_types = sorted({node.op_type for node in prepared.graph.node if node.name in nodes})
         reader = ImageCalibrationReader(image_paths, predictor.input_name, predictor.preprocess)
         quantized_path = os.path.join(work, "quantized.onnx")
@@ -219,6 +243,7 @@ def quantize_onnx(float_path: str | os.PathLike, output_path: str | os.PathLike,
         "format": "QDQ", "weights": "int8, per channel" if per_channel else "int8, per tensor",
         "activations": f"{activations}, asymmetric", "calibration_method": method, "calibration_images": len(image_paths),
         "calibration_input_size": _width_height(predictor.size), "quantized_nodes": len(nodes),
+        "heads": "float32" if heads == "float" else "int8",
     })
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, {METADATA_KEY: quantized_metadata.to_json()})
