@@ -8,7 +8,6 @@ synthetic VOC images generated into a temporary folder. Prints milliseconds per 
 """
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import cpu_model  # noqa: E402
 from benchmarks.inputs import voc_sample_root  # noqa: E402
 from vision.datasets.voc_dataset import VOCDataset  # noqa: E402
 from vision.transforms import augmentation as steps  # noqa: E402
@@ -123,7 +123,7 @@ def main():
     # images with at least one box.
     samples = [sample for sample in samples if len(sample[1])]
     sizes = sorted({s[0].shape[:2] for s in samples}, key=lambda hw: -hw[0] * hw[1])
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; torch "
           f"{torch.__version__}, OpenCV {cv2.__version__}; 1 thread; {len(samples)} images from {root} "
           f"(largest {sizes[0][1]}x{sizes[0][0]}); output {args.size}x{args.size}")
 

@@ -32,7 +32,7 @@ from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
 from vision.evaluation import evaluate  # noqa: E402
 from vision.export.onnx_export import export_onnx  # noqa: E402
 from vision.export.onnx_predictor import OnnxPredictor  # noqa: E402
-from vision.export.quantize import choose_calibration_images, quantize_onnx  # noqa: E402
+from vision.export.quantize import DEFAULT_HEADS, HEAD_PRECISIONS, choose_calibration_images, quantize_onnx  # noqa: E402
 from vision.ssd.registry import create_net, create_predictor  # noqa: E402
 
 DEFAULT_NETS = ["mb1-ssd", "mb1-ssd-lite", "mb2-ssd-lite", "sq-ssd-lite"]
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--calibration_images", type=int, default=200)
     parser.add_argument("--methods", nargs="+", default=["minmax"], help="calibration methods to compare")
-    parser.add_argument("--heads", default="float", choices=("float", "int8"),
+    parser.add_argument("--heads", default=DEFAULT_HEADS, choices=HEAD_PRECISIONS,
                         help="precision of the heads' last convolutions in the INT8 files")
     args = parser.parse_args()
 

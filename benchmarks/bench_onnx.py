@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import median_seconds  # noqa: E402
+from benchmarks.timing import cpu_model, median_seconds  # noqa: E402
 
 from benchmarks.inputs import benchmark_photo  # noqa: E402
 from vision.export.onnx_export import export_onnx  # noqa: E402
@@ -70,7 +69,7 @@ def main() -> None:
 
     photo_name, image = benchmark_photo()
     class_names = read_label_file(LABELS)
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__} "
           f"(CPUExecutionProvider), OpenCV {cv2.__version__}; {cpu}, {os.cpu_count()} logical CPUs; "
           f"image {photo_name} {image.shape[1]}x{image.shape[0]}; prob_threshold {args.threshold}; "

@@ -14,7 +14,6 @@ one-image-at-a-time predictor (per-class Python NMS loop) on the same machine as
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import cpu_model  # noqa: E402
 from benchmarks.inputs import benchmark_photo  # noqa: E402
 from benchmarks.original_predictor import original_predict  # noqa: E402
 from vision.ssd.registry import NET_TYPES, create_net, create_predictor  # noqa: E402
@@ -81,7 +81,7 @@ def print_summary(net_types, num_classes: int, repeats: int) -> None:
     rounds), so a load that varies during the run weighs on every type alike; the last column is the
     ratio to the first type's latency at 0.4."""
     photo_name, image = benchmark_photo()
-    print(f"torch {torch.__version__}; {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+    print(f"torch {torch.__version__}; {cpu_model()}, {torch.get_num_threads()} "
           f"threads; image {photo_name} {image.shape[1]}x{image.shape[0]}; {num_classes} classes\n")
     predictors = {}
     for net_type in net_types:
@@ -127,7 +127,7 @@ def main() -> None:
         return
 
     photo_name, image = benchmark_photo()
-    device_names = {"cpu": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}
+    device_names = {"cpu": f"{cpu_model()}, {torch.get_num_threads()} threads"}
     if torch.cuda.is_available():
         device_names["cuda"] = torch.cuda.get_device_name(0)
     print(f"torch {torch.__version__}; image {photo_name} {image.shape[1]}x{image.shape[0]}; "

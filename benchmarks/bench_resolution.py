@@ -32,7 +32,7 @@ from vision.datasets.synthetic import SMALL_OBJECTS, SHAPE_CLASSES, generate_voc
 from vision.evaluation.coco import to_coco_ground_truth  # noqa: E402
 from vision.evaluation.runner import evaluate  # noqa: E402
 from vision.nn.multibox_loss import MultiboxLoss  # noqa: E402
-from vision.ssd.registry import create_net, create_predictor  # noqa: E402
+from vision.ssd.registry import create_net, create_predictor, net_config  # noqa: E402
 from vision.ssd.ssd import MatchPrior  # noqa: E402
 from vision.training.loops import train_one_epoch  # noqa: E402
 from vision.transforms import TestTransform  # noqa: E402
@@ -76,7 +76,7 @@ def prior_coverage(net_type: str, size, dataset) -> tuple:
 
     from vision.utils.box_utils import center_form_to_corner_form
 
-    config = create_net(net_type, len(SHAPE_CLASSES) + 1, image_size=size).config
+    config = net_config(net_type, size)
     corners = center_form_to_corner_form(config.priors)
     boxes = []
     for index in range(len(dataset)):

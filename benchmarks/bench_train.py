@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import cpu_model  # noqa: E402
 from vision.datasets import build_dataset  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
 from vision.nn.multibox_loss import MultiboxLoss  # noqa: E402
@@ -42,7 +42,6 @@ from vision.ssd.registry import create_net, get_net_type  # noqa: E402
 from vision.ssd.ssd import MatchPrior  # noqa: E402
 from vision.transforms import TrainAugmentation  # noqa: E402
 from vision.transforms.one_pass import OnePassTrainAugmentation  # noqa: E402
-from vision.utils.image_size import as_width_height  # noqa: E402
 
 
 def pipeline_images_per_second(data: Path, net_type: str, count: int, recipe=TrainAugmentation) -> float:
@@ -110,7 +109,7 @@ def throughput(args: argparse.Namespace) -> None:
     data = Path(args.data)
     if not (data / "labels.txt").exists():
         generate_voc_dataset(data, num_images=64, num_test=8, seed=0)
-    print(f"torch {torch.__version__}; CPU {platform.machine()} with {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}; CPU {cpu_model()} with {torch.get_num_threads()} threads"
           + (f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "") + "\n")
     print("| net | data pipeline img/s per worker, step-by-step recipe | ... one-pass recipe (training's) | CPU train img/s (batch 16, fp32) |"
           + (" GPU train img/s (batch 64, fp32) | GPU train img/s (batch 64, --amp --channels_last) |" if torch.cuda.is_available() else ""))
@@ -191,7 +190,7 @@ def end_to_end(args: argparse.Namespace) -> None:
         print(f"generating {args.images} synthetic 640x480 JPEGs in {data} ...", flush=True)
         generate_voc_dataset(data, num_images=args.images, num_test=8, seed=0, width=640, height=480)
     cuda = torch.cuda.is_available() and not args.cpu_only
-    print(f"torch {torch.__version__}; {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+    print(f"torch {torch.__version__}; {cpu_model()}, {torch.get_num_threads()} "
           f"torch threads" + (f"; GPU {torch.cuda.get_device_name(0)}" if cuda else ""))
     print(f"{args.net}, batch {args.batch_size}, {data} (640x480 JPEGs); images/s, median of {args.rounds} epochs "
           f"timed in turns\n", flush=True)

@@ -92,12 +92,12 @@ def score_coco(records: EvalRecords, class_names: Sequence[str], ground_truth=No
             # Model classes match the JSON's categories by name; a class the JSON lacks (a COCO model's
             # other classes on a subset, torchvision's N/A gaps) cannot be judged, so it is left out.
             all_category_ids = [ground_truth.category_ids[label] for label in range(1, num_classes + 1)]
-            if all(category is None for category in all_category_ids):
-                raise ValueError(f"{ground_truth.annotation_file}: none of the model's classes names a category")
             judged = np.array([category is not None for category in all_category_ids])
-            scored_classes = [k for k, category in enumerate(all_category_ids) if category is not None]
+            if not judged.any():
+                raise ValueError(f"{ground_truth.annotation_file}: none of the model's classes names a category")
+            scored_classes = np.flatnonzero(judged)
             category_ids = [all_category_ids[k] for k in scored_classes]
-            judged_detection = judged[label_column - 1] if label_column.size else np.zeros(0, bool)
+            judged_detection = judged[label_column - 1]
             image_column, label_column = image_column[judged_detection], label_column[judged_detection]
             keep[np.flatnonzero(keep)[~judged_detection]] = False
             image_column = coco_of_image[image_column] if image_column.size else image_column

@@ -10,8 +10,9 @@ activations (S8S8) on a CPU without AVX-512 VNNI it left half of mb1-ssd's convo
 ran 1.6x slower than U8S8 (measured with onnxruntime 1.32 on an AVX2 AMD EPYC).
 Only the network part is quantized: the convolutions and everything that feeds one, except, by default,
 the heads' last convolutions (the class logits and box offsets), which run in float32 on the dequantized
-features: 8-bit logits and offsets cost mb1-ssd a third of its mAP. What follows the last convolutions (the softmax, the box decoding against the priors and, in a ``--with_postprocess``
-graph, the selection and NMS) stays float32, so scores and box corners keep their precision.
+features: 8-bit logits and offsets cost mb1-ssd a third of its mAP. What follows the last convolutions
+(the softmax, the box decoding against the priors and, in a ``--with_postprocess`` graph, the selection
+and NMS) stays float32, so scores and box corners keep their precision.
 
 Calibration feeds each image through exactly the predictor's preprocessing (``OnnxPredictor.preprocess``:
 cv2 INTER_LINEAR resize to the model's input size read from its metadata, ``(x - mean) / std``, RGB).

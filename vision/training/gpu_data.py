@@ -25,8 +25,8 @@ def collate_encoded_batch(samples: Sequence[Optional[EncodedSample]]) -> Encoded
     # One buffer for the batch's files, seen as one view per file: the batch crosses from the worker as one
     # shared-memory block instead of one per image.
     sizes = [int(sample.encoded.size) for sample in kept]
-    buffer = torch.from_numpy(np.concatenate([sample.encoded for sample in kept])) if kept else torch.zeros(0, dtype=torch.uint8)
-    return EncodedBatch(list(torch.split(buffer, sizes)) if kept else [],
+    buffer = torch.from_numpy(np.concatenate([sample.encoded for sample in kept] or [np.zeros(0, np.uint8)]))
+    return EncodedBatch(list(torch.split(buffer, sizes)),
                         [sample.device_decodable for sample in kept],
                         torch.tensor([sample.size for sample in kept], dtype=torch.int64).reshape(-1, 2),
                         windows, flips, PhotometricBatch.stack([p.photometric for p in parameters]),
