@@ -14,7 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The layers (lint-imports, the contract in pyproject.toml) and lint (ruff) first: a new upward import, a
+# cycle or a lint error fails the run in seconds, before the suite.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -1,4 +1,5 @@
-"""Export a trained SSD to ONNX (and Caffe2 when installed) and check the file (see ``python convert_to_caffe2_models.py --help`` and vision/cli/convert_to_caffe2_models.py)."""
+"""Export a trained SSD to ONNX (and Caffe2 when installed) and check the file (see
+``python convert_to_caffe2_models.py --help`` and vision/cli/convert_to_caffe2_models.py)."""
 
 import sys
 

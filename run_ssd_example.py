@@ -1,4 +1,5 @@
-"""Detect objects in images and draw them (see ``python run_ssd_example.py --help`` and vision/cli/run_ssd_example.py)."""
+"""Detect objects in images and draw them (see ``python run_ssd_example.py --help`` and
+vision/cli/run_ssd_example.py)."""
 
 import sys
 

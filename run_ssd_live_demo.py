@@ -1,4 +1,5 @@
-"""Detect objects live in a camera, video file or stream (see ``python run_ssd_live_demo.py --help`` and vision/cli/run_ssd_live_demo.py)."""
+"""Detect objects live in a camera, video file or stream (see ``python run_ssd_live_demo.py --help`` and
+vision/cli/run_ssd_live_demo.py)."""
 
 import sys
 

@@ -3,8 +3,8 @@ torchvision.transforms.v2, per step and end to end, on one CPU thread (as in a d
 
     python benchmarks/bench_data.py [--images DIR] [--size 300] [--repeats 3]
 
-Images: the genuine VOC sample ($SSD_SHARED_DIR/datasets/voc2007-sample, by default ../shared beside the checkout) when found, else
-synthetic VOC images generated into a temporary folder. Prints milliseconds per image and images/s.
+Images: the genuine VOC sample ($SSD_SHARED_DIR/datasets/voc2007-sample, by default ../shared beside the checkout) when
+found, else synthetic VOC images generated into a temporary folder. Prints milliseconds per image and images/s.
 """
 import argparse
 import os
@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import cpu_model  # noqa: E402
 from benchmarks.inputs import voc_sample_root  # noqa: E402
+from benchmarks.timing import cpu_model  # noqa: E402
 from vision.datasets.voc_dataset import VOCDataset  # noqa: E402
 from vision.transforms import augmentation as steps  # noqa: E402
 from vision.transforms.pipelines import ResizeNormalize, TrainAugmentation, to_relative_boxes  # noqa: E402

@@ -9,8 +9,9 @@ exists, export it (plain graph, free batch), quantize it (``vision.export.quanti
 the 200 test images. A second table compares the calibration methods (time, INT8 mAP), a third times ONNX
 Runtime session options (threads, optimisation level).
 
-    python benchmarks/bench_deploy.py [--nets mb1-ssd mb1-ssd-lite mb2-ssd-lite sq-ssd-lite] [--work /tmp/ssd-deploy-bench]
-        [--repeats 10] [--calibration_images 200] [--methods minmax entropy percentile] [--heads float|int8]
+    python benchmarks/bench_deploy.py [--nets mb1-ssd mb1-ssd-lite mb2-ssd-lite sq-ssd-lite]
+        [--work /tmp/ssd-deploy-bench] [--repeats 10] [--calibration_images 200]
+        [--methods minmax entropy percentile] [--heads float|int8]
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import cpu_model as cpu_name, median_seconds  # noqa: E402
-
+from benchmarks.timing import cpu_model as cpu_name  # noqa: E402
+from benchmarks.timing import median_seconds
 from vision.datasets import build_dataset  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
 from vision.evaluation import evaluate  # noqa: E402
@@ -129,7 +130,8 @@ def main() -> None:
                 for label, path in (("fp32", float_path), ("INT8", int8_paths[args.methods[0]])):
                     predictor = OnnxPredictor(path, num_threads=threads, optimization=level)
                     seconds = median_seconds(lambda: predictor.forward(batch1.numpy()), args.repeats)
-                    options_rows.append(f"| {net_type} | {label} | {threads or 'auto'} | {level} | {seconds * 1e3:.1f} |")
+                    options_rows.append(f"| {net_type} | {label} | {threads or 'auto'} | {level} | "
+                                        f"{seconds * 1e3:.1f} |")
     print(f"\nCalibration methods ({len(calibration)} images, heads in {args.heads}; quantization time includes "
           "calibration):\n")
     print("| net | method | quantization s | INT8 mAP | fp32 minus INT8 mAP |\n|---|---|---|---|---|")

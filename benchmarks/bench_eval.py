@@ -33,9 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import cpu_model  # noqa: E402
-
 from benchmarks.original_predictor import original_predict  # noqa: E402
+from benchmarks.timing import cpu_model  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
 from vision.datasets.voc_dataset import VOCDataset  # noqa: E402
 from vision.evaluation import default_batch_size, default_num_workers, score, write_outputs  # noqa: E402

@@ -34,7 +34,6 @@ from torchvision.ops import batched_nms
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.timing import cpu_model  # noqa: E402
-
 from vision.datasets.synthetic import render_image  # noqa: E402
 from vision.ssd.predictor import _ranked_candidates  # noqa: E402
 from vision.ssd.registry import create_net, create_predictor  # noqa: E402
@@ -80,8 +79,10 @@ def rank_loop_keep(boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: 
 def recheck_keep(boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
     keep = torchvision_keep(boxes, scores, valid, iou_threshold)
     x1, y1, x2, y2 = (boxes[..., index] for index in range(4))
-    overlap = (torch.clamp(torch.min(x2[:, None, :], x2[:, :, None]) - torch.max(x1[:, None, :], x1[:, :, None]), min=0.0)
-               * torch.clamp(torch.min(y2[:, None, :], y2[:, :, None]) - torch.max(y1[:, None, :], y1[:, :, None]), min=0.0))
+    overlap = (torch.clamp(torch.min(x2[:, None, :], x2[:, :, None]) - torch.max(x1[:, None, :], x1[:, :, None]),
+                           min=0.0)
+               * torch.clamp(torch.min(y2[:, None, :], y2[:, :, None]) - torch.max(y1[:, None, :], y1[:, :, None]),
+                             min=0.0))
     areas = torch.clamp(x2 - x1, min=0.0) * torch.clamp(y2 - y1, min=0.0)
     union = areas[:, None, :] + areas[:, :, None] - overlap
     original_iou, plain_iou = overlap / (union + ORIGINAL_IOU_EPS), overlap / union

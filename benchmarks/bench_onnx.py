@@ -1,8 +1,9 @@
 """ONNX Runtime against eager PyTorch, end to end (``predict``: preprocess, forward, NMS), for every net type.
 
 Weights: the deterministic ones of vision/utils/reference_weights.py (21 VOC classes); image: the VOC photo
-000138.jpg (replicated for batch 8; a generated 500x332 picture without the shared folder, see benchmarks/inputs.py). Each net is exported with a free batch axis twice: plain (NMS in
-numpy inside ``OnnxPredictor``) and ``--with_postprocess`` (NMS in the graph). Prints a markdown table:
+000138.jpg (replicated for batch 8; a generated 500x332 picture without the shared folder, see
+benchmarks/inputs.py). Each net is exported with a free batch axis twice: plain (NMS in numpy inside ``OnnxPredictor``)
+and ``--with_postprocess`` (NMS in the graph). Prints a markdown table:
 latency per image at batch 1 (median ms) and throughput at batch 8 (images/s), CPU; optionally the
 forward pass alone in OpenCV DNN at batch 1.
 
@@ -23,9 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import cpu_model, median_seconds  # noqa: E402
-
 from benchmarks.inputs import benchmark_photo  # noqa: E402
+from benchmarks.timing import cpu_model, median_seconds  # noqa: E402
 from vision.export.onnx_export import export_onnx  # noqa: E402
 from vision.export.onnx_predictor import OnnxPredictor  # noqa: E402
 from vision.ssd.registry import NET_TYPES, create_net, create_predictor  # noqa: E402
@@ -94,7 +94,8 @@ def main() -> None:
             plain_times = time_predictor(plain, image, args.threshold, args.repeats)
             graph_times = time_predictor(graph, image, args.threshold, args.repeats)
             row = (f"| {net_type} | {torch_times['ms']:.1f} | {plain_times['ms']:.1f} | "
-                   f"{torch_times['ms'] / plain_times['ms']:.1f}x | {graph_times['ms']:.1f} | {torch_times['ips']:.1f} | "
+                   f"{torch_times['ms'] / plain_times['ms']:.1f}x | {graph_times['ms']:.1f} | "
+                   f"{torch_times['ips']:.1f} | "
                    f"{plain_times['ips']:.1f} | {graph_times['ips']:.1f} | "
                    f"{torch_times['detections']}, {plain_times['detections']}, {graph_times['detections']} |")
             if args.opencv:

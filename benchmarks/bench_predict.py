@@ -1,8 +1,9 @@
 """Predictor latency per image, split into preprocess / forward / postprocess, for every net type.
 
 Weights: the deterministic ones of vision/utils/reference_weights.py; image: the VOC photo 000138.jpg
-(replicated for batch 8; a generated 500x332 picture without the shared folder, see benchmarks/inputs.py). Prints a markdown table; ``--original`` adds the original toolkit's
-one-image-at-a-time predictor (per-class Python NMS loop) on the same machine as the baseline.
+(replicated for batch 8; a generated 500x332 picture without the shared folder, see benchmarks/inputs.py). Prints a
+markdown table; ``--original`` adds the original toolkit's one-image-at-a-time predictor (per-class Python NMS loop) on
+the same machine as the baseline.
 
     python benchmarks/bench_predict.py [--nets mb1-ssd mb2-ssd-lite] [--repeats 5] [--original]
     python benchmarks/bench_predict.py --summary   # input, parameters, priors, CPU batch-1 latency per type
@@ -23,12 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import cpu_model  # noqa: E402
 from benchmarks.inputs import benchmark_photo  # noqa: E402
 from benchmarks.original_predictor import original_predict  # noqa: E402
+from benchmarks.timing import cpu_model  # noqa: E402
 from vision.ssd.registry import NET_TYPES, create_net, create_predictor  # noqa: E402
 from vision.utils.reference_weights import load_deterministic_weights  # noqa: E402
-
 
 
 def _sync(device: torch.device) -> None:
@@ -132,7 +132,8 @@ def main() -> None:
         device_names["cuda"] = torch.cuda.get_device_name(0)
     print(f"torch {torch.__version__}; image {photo_name} {image.shape[1]}x{image.shape[0]}; "
           f"devices: {', '.join(f'{k}={v}' for k, v in device_names.items() if k in args.devices)}\n")
-    header = "| net | device | threshold | batch | preprocess ms | forward ms | postprocess ms | total ms/img | detections/img |"
+    header = ("| net | device | threshold | batch | preprocess ms | forward ms | postprocess ms | total ms/img | "
+              "detections/img |")
     if args.original:
         header += " original ms/img | speed-up |"
     print(header)
@@ -147,7 +148,8 @@ def main() -> None:
                     timings = time_stages(predictor, [image] * batch_size, threshold, args.repeats)
                     row = (f"| {net_type} | {device_name} | {threshold} | {batch_size} | "
                            f"{timings['preprocess'] * 1e3:.1f} | {timings['forward'] * 1e3:.1f} | "
-                           f"{timings['postprocess'] * 1e3:.1f} | {timings['total'] * 1e3:.1f} | {timings['detections']:.0f} |")
+                           f"{timings['postprocess'] * 1e3:.1f} | {timings['total'] * 1e3:.1f} | "
+                           f"{timings['detections']:.0f} |")
                     if args.original:
                         if batch_size == 1:
                             original = time_original(predictor, image, threshold, max(2, args.repeats // 2))

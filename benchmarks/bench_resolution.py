@@ -26,9 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.timing import cpu_model  # noqa: E402
-
 from vision.datasets import build_dataset, collate_training_batch  # noqa: E402
-from vision.datasets.synthetic import SMALL_OBJECTS, SHAPE_CLASSES, generate_voc_dataset  # noqa: E402
+from vision.datasets.synthetic import SHAPE_CLASSES, SMALL_OBJECTS, generate_voc_dataset  # noqa: E402
 from vision.evaluation.coco import to_coco_ground_truth  # noqa: E402
 from vision.evaluation.runner import evaluate  # noqa: E402
 from vision.nn.multibox_loss import MultiboxLoss  # noqa: E402
@@ -94,13 +93,16 @@ def train_and_score(args, data: Path, size) -> dict:
     net.init()
     config = net.config
     match_prior = MatchPrior(config.priors, config.center_variance, config.size_variance, config.match_iou_threshold)
-    dataset, class_names = build_dataset("voc", [str(data)], transform=TestTransform(config.image_size, config.image_mean,
-                                                                                      config.image_std),
+    dataset, class_names = build_dataset("voc", [str(data)],
+                                         transform=TestTransform(config.image_size, config.image_mean,
+                                                                 config.image_std),
                                          target_transform=match_prior)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
-                                         collate_fn=collate_training_batch, generator=torch.Generator().manual_seed(args.seed))
-    criterion = MultiboxLoss(config.priors, iou_threshold=config.match_iou_threshold, neg_pos_ratio=config.neg_pos_ratio,
-                             center_variance=config.center_variance, size_variance=config.size_variance)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
+                                         num_workers=args.num_workers, collate_fn=collate_training_batch,
+                                         generator=torch.Generator().manual_seed(args.seed))
+    criterion = MultiboxLoss(config.priors, iou_threshold=config.match_iou_threshold,
+                             neg_pos_ratio=config.neg_pos_ratio, center_variance=config.center_variance,
+                             size_variance=config.size_variance)
     optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     images = seconds = 0.0
@@ -109,7 +111,8 @@ def train_and_score(args, data: Path, size) -> dict:
                                  log=lambda message: None)
         scheduler.step()
         images, seconds = images + result.images, seconds + result.seconds
-        print(f"  {config.size_text}: epoch {epoch}, loss {result.loss:.3f}, {result.images / result.seconds:.2f} images/s",
+        print(f"  {config.size_text}: epoch {epoch}, loss {result.loss:.3f}, "
+              f"{result.images / result.seconds:.2f} images/s",
               file=sys.stderr, flush=True)
     test_set, _ = build_dataset("voc", [str(data)], is_test=True)
     evaluation = evaluate(create_predictor(args.net, net.eval()), test_set, class_names, batch_size=4, num_workers=0,
@@ -125,7 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("--net", default="mb1-ssd-lite")
     parser.add_argument("--sizes", nargs="+", default=["300", "512"], help="input sizes, N or WxH")
     parser.add_argument("--data", default="/tmp/ssd-small-objects",
-                        help="a VOC-format data set with a test split, or a new folder to generate the synthetic set in")
+                        help="a VOC-format data set with a test split, or a new folder to generate the synthetic set "
+                             "in")
     parser.add_argument("--num_images", type=int, default=400)
     parser.add_argument("--num_test", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=3)
@@ -146,7 +150,8 @@ def main(argv=None) -> int:
     if not (data / "ImageSets" / "Main" / "test.txt").exists():
         summary = generate_voc_dataset(data, num_images=args.num_images, num_test=args.num_test, seed=args.seed,
                                        min_objects=3, max_objects=8, num_workers=2, **SMALL_OBJECTS)
-        print(f"made {data}: {len(summary.trainval_ids)} + {len(summary.test_ids)} images, {summary.num_objects} objects",
+        print(f"made {data}: {len(summary.trainval_ids)} + {len(summary.test_ids)} images, "
+              f"{summary.num_objects} objects",
               file=sys.stderr)
     test_set, _ = build_dataset("voc", [str(data)], is_test=True)
     print(f"Prior coverage, {args.net}, the {len(test_set)} test images' objects:\n\n"
@@ -165,8 +170,9 @@ def main(argv=None) -> int:
           + " | ".join(SHAPE_CLASSES) + " |")
     print("|---" * (6 + len(SHAPE_CLASSES)) + "|")
     for row in rows:
-        print(f"| {row['size']} | {row['priors']} | {row['images_per_second']:.2f} | {row['map']:.3f} | {row['small_50']:.3f} | "
-              f"{row['small_50_95']:.3f} | " + " | ".join(f"{ap:.3f}" for ap in row["per_class"]) + " |")
+        print(f"| {row['size']} | {row['priors']} | {row['images_per_second']:.2f} | {row['map']:.3f} | "
+              f"{row['small_50']:.3f} | {row['small_50_95']:.3f} | "
+              + " | ".join(f"{ap:.3f}" for ap in row["per_class"]) + " |")
     return 0
 
 

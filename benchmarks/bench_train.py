@@ -47,8 +47,10 @@ from vision.transforms.one_pass import OnePassTrainAugmentation  # noqa: E402
 def pipeline_images_per_second(data: Path, net_type: str, count: int, recipe=TrainAugmentation) -> float:
     """One worker's rate: read + augment (``recipe``) + encode targets, torch at one thread as in the workers."""
     config = get_net_type(net_type).config
-    dataset, _ = build_dataset("voc", [str(data)], transform=recipe(config.image_size, config.image_mean, config.image_std),
-                               target_transform=MatchPrior(config.priors, config.center_variance, config.size_variance, 0.5))
+    dataset, _ = build_dataset("voc", [str(data)],
+                               transform=recipe(config.image_size, config.image_mean, config.image_std),
+                               target_transform=MatchPrior(config.priors, config.center_variance,
+                                                           config.size_variance, 0.5))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -111,17 +113,21 @@ def throughput(args: argparse.Namespace) -> None:
         generate_voc_dataset(data, num_images=64, num_test=8, seed=0)
     print(f"torch {torch.__version__}; CPU {cpu_model()} with {torch.get_num_threads()} threads"
           + (f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "") + "\n")
-    print("| net | data pipeline img/s per worker, step-by-step recipe | ... one-pass recipe (training's) | CPU train img/s (batch 16, fp32) |"
-          + (" GPU train img/s (batch 64, fp32) | GPU train img/s (batch 64, --amp --channels_last) |" if torch.cuda.is_available() else ""))
+    print("| net | data pipeline img/s per worker, step-by-step recipe | ... one-pass recipe (training's) | "
+          "CPU train img/s (batch 16, fp32) |"
+          + (" GPU train img/s (batch 64, fp32) | GPU train img/s (batch 64, --amp --channels_last) |"
+             if torch.cuda.is_available() else ""))
     print("|---|---|---|---|" + ("---|---|" if torch.cuda.is_available() else ""))
     for net_type in args.nets:
         row = f"| {net_type} | {pipeline_images_per_second(data, net_type, args.pipeline_images):.0f} | "
         row += f"{pipeline_images_per_second(data, net_type, args.pipeline_images, OnePassTrainAugmentation):.0f} | "
-        row += "- |" if args.pipeline_only else f"{training_images_per_second(net_type, torch.device('cpu'), 16, args.steps):.1f} |"
+        row += ("- |" if args.pipeline_only
+                else f"{training_images_per_second(net_type, torch.device('cpu'), 16, args.steps):.1f} |")
         if torch.cuda.is_available() and not args.pipeline_only:
             cuda = torch.device("cuda")
             row += f" {training_images_per_second(net_type, cuda, 64, args.gpu_steps):.0f} |"
-            row += f" {training_images_per_second(net_type, cuda, 64, args.gpu_steps, amp=True, channels_last=True):.0f} |"
+            amp_rate = training_images_per_second(net_type, cuda, 64, args.gpu_steps, amp=True, channels_last=True)
+            row += f" {amp_rate:.0f} |"
         print(row, flush=True)
 
 
@@ -160,16 +166,20 @@ def learning(args: argparse.Namespace, train_flags: list) -> None:
 
 def _end_to_end_rows(cuda: bool, cpu_workers: int, gpu_workers: int, cpu_gpu_data: bool = True):
     """(label, workers, train_ssd flags, step-by-step recipe?) of every row."""
-    rows = [("CPU workers, step-by-step recipe (before)", cpu_workers, ["--device", "cpu", "--channels_last", "false"], True),
+    rows = [("CPU workers, step-by-step recipe (before)", cpu_workers,
+             ["--device", "cpu", "--channels_last", "false"], True),
             ("CPU workers, one-pass recipe", cpu_workers, ["--device", "cpu", "--channels_last", "false"], False),
-            ("CPU workers, one-pass recipe, channels_last (the CPU default)", cpu_workers, ["--device", "cpu", "--channels_last"], False),
-            ("--gpu_data on the CPU device", cpu_workers, ["--device", "cpu", "--gpu_data", "--channels_last", "false"], False)][:None if cpu_gpu_data else 3]
+            ("CPU workers, one-pass recipe, channels_last (the CPU default)", cpu_workers,
+             ["--device", "cpu", "--channels_last"], False),
+            ("--gpu_data on the CPU device", cpu_workers,
+             ["--device", "cpu", "--gpu_data", "--channels_last", "false"], False)][:None if cpu_gpu_data else 3]
     if cuda:
         rows = [("CPU workers, step-by-step recipe, GPU step", gpu_workers, ["--device", "cuda"], True),
                 ("CPU workers, one-pass recipe, GPU step --amp --channels_last", gpu_workers,
                  ["--device", "cuda", "--amp", "--channels_last"], False),
                 ("--gpu_data", gpu_workers, ["--device", "cuda", "--gpu_data"], False),
-                ("--gpu_data --amp --channels_last", gpu_workers, ["--device", "cuda", "--gpu_data", "--amp", "--channels_last"], False),
+                ("--gpu_data --amp --channels_last", gpu_workers,
+                 ["--device", "cuda", "--gpu_data", "--amp", "--channels_last"], False),
                 ("--gpu_data --amp --channels_last", max(1, gpu_workers // 2),
                  ["--device", "cuda", "--gpu_data", "--amp", "--channels_last"], False)]
     return rows
@@ -179,7 +189,7 @@ def end_to_end(args: argparse.Namespace) -> None:
     import logging
     import statistics
 
-    from vision.cli.train_ssd import build_parser
+    from vision.cli.train_ssd import build_parser, training_settings
     from vision.training.distributed import DistributedContext
     from vision.training.loops import train_one_epoch
     from vision.training.run import TrainingRun
@@ -196,12 +206,13 @@ def end_to_end(args: argparse.Namespace) -> None:
           f"timed in turns\n", flush=True)
     repeat = args.repeat or (16 if cuda else 1)  # the set several times over, so a GPU epoch lasts long enough
     runs = []
-    for label, workers, flags, step_by_step in _end_to_end_rows(cuda, args.cpu_workers, args.gpu_workers, not args.no_cpu_gpu_data):
-        argv = ["--datasets"] + [str(data)] * repeat + ["--net", args.net, "--batch_size", str(args.batch_size), "--num_workers",
-                str(workers), "--checkpoint_folder", f"/tmp/ssd-bench-end-to-end/{len(runs)}", "--no_progress",
-                "--seed", "0"] + flags
-        train_args = build_parser().parse_args(argv)
-        run = TrainingRun(train_args, DistributedContext(), torch.device(train_args.device))
+    for label, workers, flags, step_by_step in _end_to_end_rows(cuda, args.cpu_workers, args.gpu_workers,
+                                                                not args.no_cpu_gpu_data):
+        argv = ["--datasets"] + [str(data)] * repeat + ["--net", args.net, "--batch_size", str(args.batch_size),
+                "--num_workers", str(workers), "--checkpoint_folder", f"/tmp/ssd-bench-end-to-end/{len(runs)}",
+                "--no_progress", "--seed", "0"] + flags
+        context = DistributedContext()
+        run = TrainingRun(training_settings(build_parser().parse_args(argv), context), context)
         if step_by_step:
             config = run.net.config
             before = TrainAugmentation(config.image_size, config.image_mean, config.image_std)
@@ -213,7 +224,7 @@ def end_to_end(args: argparse.Namespace) -> None:
     def epoch(run, loader) -> float:
         result = train_one_epoch(run.model, loader, run.criterion, run.optimizer, run.device, 0,
                                  autocast_dtype=run.autocast_dtype, scaler=run.scaler,
-                                 channels_last=run.args.channels_last, show_progress=False, debug_steps=0,
+                                 channels_last=run.settings.channels_last, show_progress=False, debug_steps=0,
                                  log=lambda message: None)
         if run.device.type == "cuda":
             torch.cuda.synchronize()
@@ -224,7 +235,8 @@ def end_to_end(args: argparse.Namespace) -> None:
     for round_index in range(args.rounds):
         for label, workers, run, loader, rates in runs:
             rates.append(epoch(run, loader))
-            print(f"  round {round_index + 1}: {label}, {workers} workers: {rates[-1]:.1f} images/s", file=sys.stderr, flush=True)
+            print(f"  round {round_index + 1}: {label}, {workers} workers: {rates[-1]:.1f} images/s",
+                  file=sys.stderr, flush=True)
     print("| path | workers | images/s |")
     print("|---|---|---|")
     for label, workers, run, loader, rates in runs:

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from vision.evaluation import evaluate, write_outputs
-from vision.evaluation.report import format_ap_table
 from vision.evaluation.metrics import voc_average_precision
+from vision.evaluation.report import format_ap_table
 
 REPO = Path(__file__).resolve().parents[1]
 VOC_LABELS = REPO / "models" / "voc-model-labels.txt"
@@ -164,7 +164,7 @@ def test_summary_json_and_plots(tmp_path):
     assert summary["net"] == "stub" and summary["num_images"] == len(dataset)
     assert summary["per_class_ap"]["never_seen"] is None  # nan as null: valid JSON
     assert summary["mean_ap"] == pytest.approx(evaluation.mean_ap)
-    expected_positives = sum(int((~d[(l == 1)]).sum()) for _, l, d in dataset.annotations)
+    expected_positives = sum(int((~d[(labels == 1)]).sum()) for _, labels, d in dataset.annotations)
     assert summary["num_ground_truth"]["circle"] == expected_positives
     for name in ("circle", "square"):
         assert (tmp_path / f"pr_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -42,7 +42,8 @@ def test_empty_test_list_names_the_file(voc, model, tmp_path, capsys):
     (root / "ImageSets" / "Main" / "test.txt").write_text("")
     err = _error(["--net", "mb1-ssd-lite", "--trained_model", model, "--dataset_type", "voc", "--dataset", root,
                   "--eval_dir", tmp_path / "eval"], capsys)
-    assert err == f"error: {root / 'ImageSets' / 'Main' / 'test.txt'}: lists no images, so there is nothing to evaluate; add image ids to it"
+    assert err == (f"error: {root / 'ImageSets' / 'Main' / 'test.txt'}: lists no images, so there is nothing to "
+                   "evaluate; add image ids to it")
 
 
 @pytest.mark.parametrize("label_file", ["missing.txt", "folder"])

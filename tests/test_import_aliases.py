@@ -6,15 +6,15 @@ import pytest
 
 @pytest.mark.parametrize("alias, target", [
     ("vision.utils.measurements", "vision.evaluation.metrics"),
-    ("vision.ssd.onnx_predictor", "vision.export.onnx_predictor"),
 ])
 def test_alias_is_the_moved_module(alias, target):
     assert importlib.import_module(alias) is importlib.import_module(target)
 
 
 def test_original_measurement_functions_importable():
-    from vision.utils.measurements import compute_average_precision, compute_voc2007_average_precision
     import numpy as np
+
+    from vision.utils.measurements import compute_average_precision, compute_voc2007_average_precision
 
     precision, recall = np.array([1.0, 0.5]), np.array([0.5, 1.0])
     assert compute_average_precision(precision, recall) == pytest.approx(0.75)
@@ -24,8 +24,8 @@ def test_original_measurement_functions_importable():
 def test_original_misc_helpers(tmp_path):
     import torch
 
-    from vision.utils.misc import Timer, freeze_net_layers, store_labels, str2bool
     from vision.utils.labels import read_label_file
+    from vision.utils.misc import Timer, freeze_net_layers, store_labels, str2bool
 
     assert str2bool("True") is True and str2bool("0") is False
     timer = Timer()

@@ -111,7 +111,7 @@ def test_the_sidecar_of_another_net_type_is_a_one_line_error(trained_wide, shape
 def test_onnx_export_at_512x288_runs_in_onnx_runtime_at_that_size(trained_wide, tmp_path):
     folder, model, _ = trained_wide
     from vision.export.onnx_predictor import OnnxPredictor
-    from vision.inference import load_detector
+    from vision.runtime.detector import load_detector
 
     output = tmp_path / "wide.onnx"
     # No --resolution: the size comes from the sidecar; the script itself checks ONNX Runtime against PyTorch.

@@ -9,6 +9,7 @@ kills it mid-download.
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import http.client
 import http.server
@@ -31,8 +32,18 @@ import pytest
 
 from vision.cli.open_images_downloader import build_parser, main
 from vision.datasets.open_images_download_selection import (
-    ANNOTATION_COLUMNS, ClassRequest, SelectionError, limit_images, parse_class_requests,
-    read_annotations, read_class_descriptions, resolve_classes, select_boxes, split_image_budget)
+    ANNOTATION_COLUMNS,
+    ClassRequest,
+    SelectionError,
+    limit_images,
+    parse_class_requests,
+    read_annotations,
+    read_class_descriptions,
+    resolve_classes,
+    select_boxes,
+    split_image_budget,
+)
+from vision.utils.atomic import TEMPORARY_MARK, temporary_pattern
 
 # A hung server or download fails the test instead of stalling the suite.
 pytestmark = pytest.mark.timeout(120)
@@ -337,7 +348,13 @@ def image_ids(root: Path, split: str) -> set[str]:
 
 
 def part_files(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.part"))
+    """Every temporary file (vision.utils.atomic's ``.<name>.tmp-<random>``) left under root."""
+    return sorted(root.rglob(f".*{TEMPORARY_MARK}*"))
+
+
+def partial_file_written(path: Path) -> bool:
+    """Whether a temporary file of `path` holds some bytes (the download of `path` is under way)."""
+    return any(os.path.getsize(part) > 0 for part in glob.glob(temporary_pattern(path)) if os.path.isfile(part))
 
 
 def sub_csv(root: Path, split: str) -> pd.DataFrame:
@@ -614,9 +631,8 @@ def test_killed_during_an_image_resumes_without_fetching_anything_twice(root, tm
     s3.faults[stalled] = "stall"
     process = start_downloader(downloader_args(root, csv_host, s3, "Handgun,Shotgun", "--num_workers", "1"),
                                tmp_path / "first-run.log")
-    part = root / f"{stalled}.part"
     try:
-        wait_for(lambda: (part.exists() and part.stat().st_size > 0) or (root / stalled).exists(), process,
+        wait_for(lambda: partial_file_written(root / stalled) or (root / stalled).exists(), process,
                  "the stalled image to be half written")
     finally:
         process.kill()
@@ -646,9 +662,8 @@ def test_ctrl_c_mid_image_exits_130_and_leaves_no_partial_file(root, tmp_path, c
     s3.faults[stalled] = "stall"
     process = start_downloader(downloader_args(root, csv_host, s3, "Handgun", "--num_workers", "1"),
                                tmp_path / "run.log")
-    part = root / f"{stalled}.part"
     try:
-        wait_for(lambda: part.exists() and part.stat().st_size > 0, process, "the stalled image to be half written")
+        wait_for(lambda: partial_file_written(root / stalled), process, "the stalled image to be half written")
         process.send_signal(signal.SIGINT)
         time.sleep(0.3)
         s3.release.set()  # the worker is blocked in a read until the connection ends
@@ -666,9 +681,9 @@ def test_killed_during_an_annotation_csv_resumes_from_the_missing_files(root, tm
     stalled = "/train/train-annotations-bbox.csv"
     csv_host.faults[stalled] = "stall"
     process = start_downloader(downloader_args(root, csv_host, s3), tmp_path / "first-run.log")
-    part = root / "train-annotations-bbox.csv.part"
     try:
-        wait_for(lambda: part.exists() and part.stat().st_size > 0, process, "the train CSV to be half written")
+        wait_for(lambda: partial_file_written(root / "train-annotations-bbox.csv"), process,
+                 "the train CSV to be half written")
     finally:
         process.kill()
         process.wait()

@@ -62,7 +62,7 @@ def test_demo_first_steps_run_in_a_clone_with_nothing_beside_it(clone, tmp_path)
     assert (output / "data" / "labels.txt").is_file()
     assert list((output / "checkpoints").glob("mb1-ssd-lite-Epoch-0-*.pth"))
     assert (output / "eval" / "summary.json").is_file()
-    # Step 4 ran on a test image and on two photos, generated ones since there is no shared folder.
+    # Step 4 ran on a test image and on two photos: two more generated test images (the demo reads nothing else).
     test_ids = (output / "data" / "ImageSets" / "Main" / "test.txt").read_text().split()
     assert sorted(p.name for p in (output / "detections").iterdir()) == [f"{i}_ssd.jpg" for i in test_ids[:3]]
     assert "=== 5." not in completed.stdout  # --last_step 4 stopped there
@@ -70,7 +70,7 @@ def test_demo_first_steps_run_in_a_clone_with_nothing_beside_it(clone, tmp_path)
 
 @pytest.mark.timeout(600)
 def test_reference_fact_tests_pass_in_a_clone_with_nothing_beside_it(clone):
-    completed = _run(clone, ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ssd/test_nets.py", "-k", "reference"],
-                     timeout=540)
+    completed = _run(clone, ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ssd/test_nets.py",
+                             "-k", "reference"], timeout=540)
     assert completed.returncode == 0, completed.stdout[-3000:]
     assert " passed" in completed.stdout and "skipped" not in completed.stdout

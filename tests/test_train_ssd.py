@@ -19,7 +19,8 @@ from vision.datasets.synthetic import generate_voc_dataset
 from vision.ssd.registry import create_net
 from vision.utils.reference_weights import load_deterministic_weights
 
-FAST = ["--net", "mb1-ssd-lite", "--batch_size", "4", "--num_workers", "0", "--no_progress", "--lr", "0.01", "--seed", "0"]
+FAST = ["--net", "mb1-ssd-lite", "--batch_size", "4", "--num_workers", "0", "--no_progress", "--lr", "0.01",
+        "--seed", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +57,13 @@ def test_several_datasets_validation_and_checkpoint_names(shapes, more_shapes, t
     state_dict = torch.load(folder / model, weights_only=True)
     assert set(state_dict) == set(create_net("mb1-ssd-lite", 6).state_dict())
     last = torch.load(folder / "last.pth", weights_only=True)
-    assert last["epoch"] == 0 and last["args"]["net"] == "mb1-ssd-lite" and isinstance(last["rng"]["torch"], torch.Tensor)
+    assert (last["epoch"] == 0 and last["args"]["net"] == "mb1-ssd-lite"
+            and isinstance(last["rng"]["torch"], torch.Tensor))
 
 
 def test_without_validation_set_the_name_carries_the_training_loss(shapes, tmp_path):
-    assert train_main(FAST + ["--datasets", str(shapes), "--num_epochs", "1", "--checkpoint_folder", str(tmp_path)]) == 0
+    assert train_main(FAST + ["--datasets", str(shapes), "--num_epochs", "1",
+                              "--checkpoint_folder", str(tmp_path)]) == 0
     assert _models(tmp_path) == [f"mb1-ssd-lite-Epoch-0-Loss-{_history(tmp_path)[0]['train_loss']}.pth"]
 
 
@@ -126,7 +129,8 @@ def test_resume_from_a_bare_state_dict_starts_at_epoch_zero(shapes, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(shapes, tmp_path, monkeypatch, capsys):
-    assert train_main(FAST + ["--datasets", str(shapes), "--num_epochs", "1", "--checkpoint_folder", str(tmp_path)]) == 0
+    assert train_main(FAST + ["--datasets", str(shapes), "--num_epochs", "1",
+                              "--checkpoint_folder", str(tmp_path)]) == 0
     good = (tmp_path / "last.pth").read_bytes()
     from vision.nn import multibox_loss
 
@@ -156,7 +160,8 @@ def _run_training(args, **kwargs):
 
 def test_killed_run_leaves_a_loadable_checkpoint_and_resumes(shapes, tmp_path):
     folder = tmp_path / "run"
-    process = _run_training(FAST + ["--datasets", str(shapes), "--num_epochs", "50", "--checkpoint_folder", str(folder)])
+    process = _run_training(FAST + ["--datasets", str(shapes), "--num_epochs", "50",
+                                    "--checkpoint_folder", str(folder)])
     deadline = time.time() + 120
     while time.time() < deadline and not (folder / "last.pth").exists():
         time.sleep(0.2)
@@ -165,8 +170,8 @@ def test_killed_run_leaves_a_loadable_checkpoint_and_resumes(shapes, tmp_path):
     process.wait()
     checkpoint = torch.load(folder / "last.pth", weights_only=True)  # never truncated, whenever the kill came
     epoch = int(checkpoint["epoch"])
-    assert train_main(FAST + ["--datasets", str(shapes), "--num_epochs", str(epoch + 2), "--checkpoint_folder", str(folder),
-                              "--resume", str(folder / "last.pth")]) == 0
+    assert train_main(FAST + ["--datasets", str(shapes), "--num_epochs", str(epoch + 2),
+                              "--checkpoint_folder", str(folder), "--resume", str(folder / "last.pth")]) == 0
     assert _history(folder)[-1]["epoch"] == epoch + 1
 
 
@@ -183,8 +188,8 @@ def test_ddp_on_two_cpu_processes_equals_one_process_on_the_combined_batch(tmp_p
     with socket.socket() as probe:  # a free port, so parallel runs do not collide
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                             str(REPO_ROOT / "train_ssd.py")] + common
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             f"--master_port={port}", str(REPO_ROOT / "train_ssd.py")] + common
                             + ["--batch_size", "2", "--checkpoint_folder", str(double), "--resume", str(initial)],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -76,7 +76,8 @@ def test_more_than_half_skipped_is_warned_at_the_end_of_the_epoch(copy_of, tmp_p
     for image in sorted((root / "JPEGImages").iterdir())[:6]:
         image.write_bytes(b"")
     with caplog.at_level(logging.WARNING, logger="train_ssd"):
-        code = train_main(LITE + ["--datasets", str(root), "--num_epochs", "1", "--checkpoint_folder", str(tmp_path / "m")])
+        code = train_main(LITE + ["--datasets", str(root), "--num_epochs", "1",
+                                  "--checkpoint_folder", str(tmp_path / "m")])
     assert code == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "train_ssd"]
     assert any("skipped 6 of 8 samples (75%)" in message for message in warnings), warnings
@@ -114,7 +115,8 @@ def test_resume_with_another_net_type_names_the_right_one(shapes, tmp_path, caps
     assert f"{last}: written by a mb1-ssd-lite run, not mb1-ssd; run with --net mb1-ssd-lite" in _error_line(capsys)
     (bare,) = folder.glob("mb1-ssd-lite-Epoch-0-*.pth")
     # No --net: the default vgg16-ssd.
-    assert train_main(FAST + ["--datasets", str(shapes), "--resume", str(bare), "--checkpoint_folder", str(tmp_path / "m")]) == 2
+    assert train_main(FAST + ["--datasets", str(shapes), "--resume", str(bare),
+                              "--checkpoint_folder", str(tmp_path / "m")]) == 2
     line = _error_line(capsys)
     assert "this checkpoint is a mb1-ssd-lite (6 classes), not a vgg16-ssd; run with --net mb1-ssd-lite" in line
 
@@ -122,7 +124,8 @@ def test_resume_with_another_net_type_names_the_right_one(shapes, tmp_path, caps
 def test_base_net_given_a_whole_ssd_suggests_pretrained_ssd(shapes, tmp_path, capsys):
     whole = tmp_path / "whole.pth"
     torch.save(create_net("mb1-ssd-lite", 21).state_dict(), whole)
-    assert train_main(LITE + ["--datasets", str(shapes), "--base_net", str(whole), "--checkpoint_folder", str(tmp_path / "m")]) == 2
+    assert train_main(LITE + ["--datasets", str(shapes), "--base_net", str(whole),
+                              "--checkpoint_folder", str(tmp_path / "m")]) == 2
     line = _error_line(capsys)
     assert str(whole) in line and "a whole SSD, not a base net" in line and "--pretrained_ssd" in line
 
@@ -149,8 +152,9 @@ def test_resume_with_a_new_lr_and_scheduler_follows_the_flags(shapes, tmp_path, 
     folder = tmp_path / "m"
     assert train_main(LITE + ["--datasets", str(shapes), "--num_epochs", "1", "--checkpoint_folder", str(folder)]) == 0
     with caplog.at_level(logging.INFO, logger="train_ssd"):
-        assert train_main(LITE + ["--datasets", str(shapes), "--num_epochs", "3", "--lr", "0.01", "--scheduler", "cosine",
-                                  "--t_max", "4", "--resume", str(folder / "last.pth"), "--checkpoint_folder", str(folder)]) == 0
+        assert train_main(LITE + ["--datasets", str(shapes), "--num_epochs", "3", "--lr", "0.01",
+                                  "--scheduler", "cosine", "--t_max", "4", "--resume", str(folder / "last.pth"),
+                                  "--checkpoint_folder", str(folder)]) == 0
     messages = [r.getMessage() for r in caplog.records]
     assert "--lr 0.01 replaces the checkpoint's 0.001" in messages
     assert "--scheduler cosine replaces the checkpoint's multi-step" in messages
@@ -162,13 +166,14 @@ def test_resume_with_a_new_lr_and_scheduler_follows_the_flags(shapes, tmp_path, 
 def test_stale_partial_saves_are_removed_and_files_follow_the_umask(shapes, tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
-    stale = folder / ".tmp-abc123.pth"
+    stale = folder / ".last.pth.tmp-abc123"
     stale.write_bytes(b"\0" * 1000)
     kept = folder / ".tmp-notes.txt"
     kept.write_text("not ours")
     previous = os.umask(0o022)
     try:
-        assert train_main(LITE + ["--datasets", str(shapes), "--num_epochs", "1", "--checkpoint_folder", str(folder)]) == 0
+        assert train_main(LITE + ["--datasets", str(shapes), "--num_epochs", "1",
+                                  "--checkpoint_folder", str(folder)]) == 0
     finally:
         os.umask(previous)
     assert not stale.exists() and kept.exists()

@@ -1,6 +1,6 @@
-"""vision.zoo against a local HTTP server on 127.0.0.1: download, cache hit with the server stopped, hash
-mismatch, an interrupted download leaving no file, HTTP errors, strict checks of the original's files, and
-zoo names accepted by net.load / init_from_* / the labels argument."""
+"""vision.zoo and vision.ssd.weights against a local HTTP server on 127.0.0.1: download, cache hit with the
+server stopped, hash mismatch, an interrupted download leaving no file, HTTP errors, strict checks of the
+original's files, and zoo names accepted by the weight loaders and the labels argument."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from vision import zoo
+from vision.cli import zoo as zoo_command
+from vision.ssd import weights
 from vision.ssd.registry import create_net
 from vision.utils.labels import read_label_file
 
@@ -100,49 +102,49 @@ def _entry_served(server, monkeypatch, name: str, body: bytes, **changes) -> zoo
 
 
 def test_download_checks_the_file_strictly_and_caches_it_with_umask_permissions(server, hub, monkeypatch):
-    weights = create_net("mb1-ssd", 21).state_dict()
-    _entry_served(server, monkeypatch, "mb1-ssd-voc", _bytes(weights))
+    state_dict = create_net("mb1-ssd", 21).state_dict()
+    _entry_served(server, monkeypatch, "mb1-ssd-voc", _bytes(state_dict))
     old_mask = os.umask(0o027)
     try:
-        path = zoo.resolve_weights("mb1-ssd-voc", progress=False)
+        path = weights.resolve("mb1-ssd-voc", progress=False)
     finally:
         os.umask(old_mask)
     assert Path(path) == hub / "mobilenet-v1-ssd-mp-0_675.pth"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     loaded = torch.load(path, weights_only=True)
-    assert all(torch.equal(loaded[k], weights[k]) for k in weights)
+    assert all(torch.equal(loaded[k], state_dict[k]) for k in state_dict)
     assert sorted(os.listdir(hub)) == ["mobilenet-v1-ssd-mp-0_675.pth"]  # no temporary left
 
 
 def test_cache_hit_needs_no_server(server, hub, monkeypatch):
     _entry_served(server, monkeypatch, "mb2-imagenet", _bytes(create_net("mb2-ssd-lite", 2).base_net.state_dict()))
-    first = zoo.resolve_weights("mb2-imagenet", progress=False)
+    first = weights.resolve("mb2-imagenet", progress=False)
     server.stop()
     requests = server.requests
-    assert zoo.resolve_weights("mb2-imagenet", progress=False) == first
+    assert weights.resolve("mb2-imagenet", progress=False) == first
     assert server.requests == requests
     net = create_net("mb2-ssd-lite", 3)
-    net.init_from_base_net("mb2-imagenet")  # the name works wherever a file does
+    weights.init_from_base_net(net, "mb2-imagenet")  # the name works wherever a file does
 
 
 def test_hash_mismatch_saves_nothing(server, hub, monkeypatch):
     body = _bytes({"w": torch.zeros(3)})
     _entry_served(server, monkeypatch, "mb1-imagenet", body, sha256="0" * 64)
     with pytest.raises(zoo.ZooError, match="does not match its SHA-256"):
-        zoo.resolve_weights("mb1-imagenet", progress=False)
+        weights.resolve("mb1-imagenet", progress=False)
     assert not hub.exists() or os.listdir(hub) == []
 
 
 def test_right_hash_passes(server, hub, monkeypatch):
     body = _bytes(create_net("vgg16-ssd", 2).base_net.state_dict())
     _entry_served(server, monkeypatch, "vgg16-reducedfc", body, sha256=hashlib.sha256(body).hexdigest())
-    assert os.path.getsize(zoo.resolve_weights("vgg16-reducedfc", progress=False)) == len(body)
+    assert os.path.getsize(weights.resolve("vgg16-reducedfc", progress=False)) == len(body)
 
 
 def test_a_file_that_does_not_load_strictly_is_refused(server, hub, monkeypatch):
     _entry_served(server, monkeypatch, "mb2-ssd-lite-voc", _bytes(create_net("mb1-ssd", 21).state_dict()))
     with pytest.raises(zoo.ZooError, match="not a mb2-ssd-lite ssd"):
-        zoo.resolve_weights("mb2-ssd-lite-voc", progress=False)
+        weights.resolve("mb2-ssd-lite-voc", progress=False)
     assert os.listdir(hub) == []
 
 
@@ -150,7 +152,7 @@ def test_interrupted_download_leaves_no_file(server, hub, monkeypatch):
     _entry_served(server, monkeypatch, "mb1-ssd-voc", _bytes(create_net("mb1-ssd", 21).state_dict()))
     server.cut_after = 1000
     with pytest.raises(zoo.ZooError):
-        zoo.resolve_weights("mb1-ssd-voc", progress=False)
+        weights.resolve("mb1-ssd-voc", progress=False)
     assert os.listdir(hub) == []
 
 
@@ -164,18 +166,18 @@ def test_ctrl_c_during_download_leaves_no_file(server, hub, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        zoo.resolve_weights("mb1-ssd-voc", progress=False)
+        weights.resolve("mb1-ssd-voc", progress=False)
     assert os.listdir(hub) == []
 
 
 def test_stale_temporaries_of_a_killed_run_are_removed(server, hub, monkeypatch):
     _entry_served(server, monkeypatch, "mb1-imagenet", _bytes(create_net("mb1-ssd", 2).base_net.state_dict()))
     hub.mkdir(parents=True)
-    stale = hub / ".mobilenet_v1_with_relu_69_5.pth.zoo-abc.tmp.0123.partial"
+    stale = hub / ".mobilenet_v1_with_relu_69_5.pth.tmp-abc0123"
     stale.write_bytes(b"x")
     other = hub / "someone-elses.partial"
     other.write_bytes(b"y")
-    zoo.resolve_weights("mb1-imagenet", progress=False)
+    weights.resolve("mb1-imagenet", progress=False)
     assert not stale.exists() and other.exists()
 
 
@@ -183,7 +185,7 @@ def test_404_names_the_url_and_the_cache_path(server, hub, monkeypatch):
     entry = _entry_served(server, monkeypatch, "mb1-ssd-voc", b"")
     del server.files["/" + entry.file_name]
     with pytest.raises(zoo.ZooError) as raised:
-        zoo.resolve_weights("mb1-ssd-voc", progress=False)
+        weights.resolve("mb1-ssd-voc", progress=False)
     message = str(raised.value)
     assert "\n" not in message and "HTTP 404" in message
     assert entry.url in message and str(hub / entry.file_name) in message
@@ -194,15 +196,15 @@ def test_offline_names_the_url_and_the_cache_path(hub, monkeypatch):
     monkeypatch.setitem(zoo.ZOO, "mb1-ssd-voc", entry)
     with pytest.raises(zoo.ZooError, match=r"cannot download http://127\.0\.0\.1:9/.*put the file by hand at .*"
                                            r"mobilenet-v1-ssd-mp-0_675\.pth"):
-        zoo.resolve_weights("mb1-ssd-voc", progress=False)
+        weights.resolve("mb1-ssd-voc", progress=False)
 
 
 def test_a_plain_url_is_downloaded_and_loads(server, hub):
-    weights = create_net("sq-ssd-lite", 4).state_dict()
-    server.files["/mine.pth"] = _bytes(weights)
+    state_dict = create_net("sq-ssd-lite", 4).state_dict()
+    server.files["/mine.pth"] = _bytes(state_dict)
     net = create_net("sq-ssd-lite", 4)
-    net.load(server.url("/mine.pth"))
-    assert torch.equal(net.state_dict()["extras.0.0.weight"], weights["extras.0.0.weight"])
+    weights.load_weights(net, server.url("/mine.pth"))
+    assert torch.equal(net.state_dict()["extras.0.0.weight"], state_dict["extras.0.0.weight"])
     assert (hub / "mine.pth").exists()
 
 
@@ -233,7 +235,7 @@ def test_torchvision_weights_land_where_torchvision_looks(server, hub, monkeypat
 
 def test_vgg16_classification_weights_are_refused_by_name():
     with pytest.raises(zoo.ZooError, match="IMAGENET1K_FEATURES"):
-        zoo.resolve_weights("VGG16_Weights.IMAGENET1K_V1")
+        weights.resolve("VGG16_Weights.IMAGENET1K_V1")
 
 
 def test_dash_labels_are_the_entry_labels(hub):
@@ -248,7 +250,7 @@ def test_dash_labels_are_the_entry_labels(hub):
 
 
 def test_list_prints_every_entry_and_whether_it_is_cached(hub, capsys):
-    assert zoo.main(["list"]) == 0
+    assert zoo_command.main(["list"]) == 0
     out = capsys.readouterr().out
     for entry in zoo.ENTRIES:
         assert entry.name in out
@@ -256,5 +258,5 @@ def test_list_prints_every_entry_and_whether_it_is_cached(hub, capsys):
 
 
 def test_get_unknown_name_is_a_one_line_error(hub, capsys):
-    assert zoo.main(["get", "no-such-model"]) == 2
+    assert zoo_command.main(["get", "no-such-model"]) == 2
     assert "not a zoo name" in capsys.readouterr().err

@@ -21,7 +21,8 @@ DETECTION_LINE = re.compile(r"^  (cat|dog): (0\.\d\d|1\.00) \[(-?\d+\.\d), (-?\d
 def generated_image(tmp_path):
     """A 200x260 picture with two flat shapes on smooth noise."""
     generator = np.random.default_rng(3)
-    image = cv2.resize(generator.integers(0, 256, (20, 26, 3), dtype=np.uint8), (260, 200), interpolation=cv2.INTER_CUBIC)
+    image = cv2.resize(generator.integers(0, 256, (20, 26, 3), dtype=np.uint8), (260, 200),
+                       interpolation=cv2.INTER_CUBIC)
     cv2.rectangle(image, (30, 40), (120, 160), (20, 200, 20), cv2.FILLED)
     cv2.circle(image, (190, 100), 45, (200, 30, 30), cv2.FILLED)
     path = tmp_path / "shapes.png"
@@ -74,8 +75,8 @@ def test_photo_folder_gives_one_result_per_image_and_json(tmp_path, capsys):
 
 
 def test_glob_pattern_writes_stem_ssd_images_into_the_output_folder(tmp_path, capsys, generated_image):
-    code, _, err = _run([NET, saved_checkpoint(NET), label_path(NET), str(tmp_path / "*.png"), "--output", tmp_path / "results"],
-                        capsys)
+    code, _, err = _run([NET, saved_checkpoint(NET), label_path(NET), str(tmp_path / "*.png"),
+                         "--output", tmp_path / "results"], capsys)
     assert code == 0, err
     assert [p.name for p in (tmp_path / "results").iterdir()] == ["shapes_ssd.jpg"]
 
@@ -100,7 +101,8 @@ def test_onnx_backend_gives_the_pytorch_backends_detections(tmp_path, capsys):
     ("missing image", "nowhere.jpg: no such image file"),
     ("missing labels", "missing-labels.txt: no such label file"),
     ("empty labels", "empty-labels.txt: the label file holds no class names"),
-    ("wrong labels", "checkpoint for 3 classes (layer classification_headers.0.2.bias has 18 outputs), but the net expects 21 classes"),
+    ("wrong labels", "checkpoint for 3 classes (layer classification_headers.0.2.bias has 18 outputs), "
+                     "but the net expects 21 classes"),
     ("missing model", "nothing.pth: no such checkpoint file"),
     ("onnx with wrong labels", "voc-model-labels.txt: 21 classes, but"),
     ("onnx of another net", "exported from mb1-ssd-lite, not mb1-ssd"),

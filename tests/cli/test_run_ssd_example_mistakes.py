@@ -59,15 +59,15 @@ def test_nothing_readable_exits_non_zero_with_one_line(folder, tmp_path, capsys)
 
 @pytest.mark.parametrize("output,expected", [("noext", "noext.jpg"), ("made/", "made/a_ssd.jpg")])
 def test_output_without_an_extension_or_a_folder_gets_a_jpg(folder, tmp_path, capsys, output, expected):
-    code, out, err = _run([NET, saved_checkpoint(NET), label_path(NET), folder / "a.jpg", "--output", f"{tmp_path}/{output}"],
-                          capsys)
+    code, out, err = _run([NET, saved_checkpoint(NET), label_path(NET), folder / "a.jpg",
+                           "--output", f"{tmp_path}/{output}"], capsys)
     assert code == 0, err
     assert cv2.imread(str(tmp_path / expected)) is not None
 
 
 def test_an_unwritable_output_is_one_line(folder, tmp_path, capsys):
-    code, out, err = _run([NET, saved_checkpoint(NET), label_path(NET), folder / "a.jpg", "--output", tmp_path / "out.xyz"],
-                          capsys)
+    code, out, err = _run([NET, saved_checkpoint(NET), label_path(NET), folder / "a.jpg",
+                           "--output", tmp_path / "out.xyz"], capsys)
     assert code == 1 and err.strip().startswith(f"error: {tmp_path / 'out.xyz'}: cannot write the image")
     assert len(err.strip().splitlines()) == 1
 

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.export.nets import exported_model, label_path, saved_checkpoint
 from vision.cli import run_ssd_live_demo
-from vision.video import FrameReader, gui_available, run_stream
+from vision.runtime.video import FrameReader, VideoFileSink, gui_available, run_stream
 
 NET = "sq-ssd-lite"
 FRAMES = 14
@@ -55,7 +55,7 @@ def test_headless_run_writes_a_video_with_every_frame(tmp_path, capsys, video, b
     assert code == 0, err
     assert _frame_count(output) == _frame_count(video) == FRAMES
     assert f"{FRAMES} frames in" in out.splitlines()[-1] and f"wrote {output}" in out
-    assert not list(tmp_path.glob(".partial-*"))  # the finished video was renamed into place
+    assert not list(tmp_path.glob(".annotated.mp4.tmp-*"))  # the finished video was renamed into place
     capture = cv2.VideoCapture(str(output))
     assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (192, 144)
     capture.release()
@@ -201,3 +201,17 @@ def test_sink_that_declines_ends_the_stream():
     sink = QuitAfterThree()
     stats = run_stream(iter([np.zeros((60, 80, 3), np.uint8)] * 10), _stub_detect, ["BACKGROUND", "cat"], sink)
     assert stats.frames == 3 == sink.frames
+
+
+def test_video_file_sink_publishes_on_close_and_leaves_nothing_when_the_run_fails(tmp_path):
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with VideoFileSink(str(tmp_path / "kept.mp4"), 10) as sink:
+        for _ in range(3):
+            sink.write(frame)
+        assert not (tmp_path / "kept.mp4").exists()  # only a finished video is under its name
+    assert _frame_count(tmp_path / "kept.mp4") == 3
+    with pytest.raises(RuntimeError, match="detector failed"):
+        with VideoFileSink(str(tmp_path / "dropped.mp4"), 10) as sink:
+            sink.write(frame)
+            raise RuntimeError("detector failed")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.mp4"]

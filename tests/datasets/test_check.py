@@ -1,9 +1,21 @@
 """vision.datasets.check: each planted defect is found with its file; counts, small boxes, figure, exit code."""
+import functools
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from tests.datasets.conftest import VOCRootBuilder, voc_object, voc_xml, write_jpeg
-from vision.datasets.check import check_dataset, format_report, main
+from vision.cli.check_dataset import main, net_priors
+from vision.datasets.check import NetPriors, check_dataset, format_report, write_figure
+from vision.utils.image_size import parse_resolution
+
+
+def _check(root, net="mb1-ssd-lite", resolution=None):
+    """check_dataset as the command calls it: the net's priors at `resolution`, and at other sizes for the advice."""
+    priors = net_priors(net, parse_resolution(resolution) if resolution else None)
+    return check_dataset(root, priors, priors_at=functools.partial(net_priors, net))
 
 
 @pytest.fixture
@@ -36,7 +48,7 @@ def _problems(report, text):
 
 
 def test_every_planted_defect_is_found_with_its_file(defective_voc):
-    report = check_dataset(defective_voc)
+    report = _check(defective_voc)
     found = {
         "truncated JPEG": ("truncated.jpg", True),
         "cannot be decoded": ("corrupt.jpg", True),
@@ -85,13 +97,13 @@ def test_small_boxes_are_counted_against_the_smallest_prior(tmp_path):
     builder.add("a", voc_xml([voc_object("dog", (1, 1, 10, 10)), voc_object("dog", (11, 11, 20, 20)),
                               voc_object("dog", (21, 1, 50, 30))]))
     builder.split("trainval", ["a"])
-    report = check_dataset(builder.root, net="mb1-ssd-lite")
+    report = _check(builder.root, net="mb1-ssd-lite")
     assert report.smallest_prior == pytest.approx(60, abs=0.5) and report.num_small_boxes == 2
     text = format_report(report)
     assert "2 of 3 boxes are smaller than the smallest prior of mb1-ssd-lite at 300x300" in text
     # The priors grow with the input, so no size helps these (the advice says so, and what else does).
     assert "Raising --resolution alone does not help here" in text and "600x600" in text
-    larger = check_dataset(builder.root, net="mb1-ssd-lite", resolution="600")
+    larger = _check(builder.root, net="mb1-ssd-lite", resolution="600")
     assert larger.input_size == (600, 600) and larger.smallest_prior == pytest.approx(120, abs=1)
     assert larger.num_small_boxes == 2
     np.testing.assert_allclose(larger.box_sizes, report.box_sizes * 2)
@@ -103,7 +115,7 @@ def test_wide_images_get_the_advice_of_a_wider_resolution(tmp_path):
     builder.add("a", voc_xml([voc_object("dog", (1, 1, 15, 15)), voc_object("dog", (31, 1, 75, 45))],
                              width=128, height=48), width=128, height=48)
     builder.split("trainval", ["a"])
-    report = check_dataset(builder.root, net="mb1-ssd-lite")
+    report = _check(builder.root, net="mb1-ssd-lite")
     assert report.num_small_boxes == 1
     assert "raise --resolution to 800x300 (0 small boxes there, 1 at 300x300)" in report.advice
 
@@ -116,7 +128,7 @@ def test_yolo_defects_class_out_of_range_and_missing_or_orphan_label_files(tmp_p
         write_jpeg(root / "images" / "train" / f"{name}.jpg")
     (root / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n4 0.5 0.5 0.2 0.2\n")
     (root / "labels" / "train" / "ghost.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    report = check_dataset(root)
+    report = _check(root)
     assert any("a.txt:2" in problem.path + problem.message and problem.skipped for problem in
                _problems(report, "unknown class"))
     assert _problems(report, "image without a label file")[0].path.endswith("b.jpg")
@@ -128,3 +140,34 @@ def test_file_level_problem_is_one_line_and_exit_1(tmp_path, capsys):
     assert main([str(tmp_path), "--report", str(tmp_path / "r.png")]) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "data.yaml: malformed YAML" in error[0]
+
+
+def test_priors_come_from_the_caller_and_without_priors_at_there_is_no_advice(tmp_path):
+    builder = VOCRootBuilder(tmp_path / "voc").labels("dog\n")
+    builder.add("a", voc_xml([voc_object("dog", (1, 1, 10, 10)), voc_object("dog", (21, 1, 50, 30))]))
+    builder.split("trainval", ["a"])
+    # One prior, 100x50 pixels at a 200x100 input: sqrt(5000) = 70.7 pixels.
+    priors = NetPriors("toy", (200, 100), np.array([[0.5, 0.5, 0.5, 0.5]]))
+    report = check_dataset(builder.root, priors)
+    assert report.input_size == (200, 100) and report.net == "toy"
+    np.testing.assert_allclose(report.prior_sizes, [[100, 50]])
+    assert report.smallest_prior == pytest.approx(np.sqrt(5000))
+    assert report.num_small_boxes == 1 and report.advice == ""  # 9x9 -> 28x19 is small; 29x29 -> 91x60 is not
+    asked = []
+    report = check_dataset(builder.root, priors, priors_at=lambda size: asked.append(size) or priors)
+    assert (400, 200) in asked  # twice the input size is always a candidate
+    assert report.advice.startswith("advice: 50 % of the boxes are smaller than the smallest prior")
+
+
+def test_figure_is_a_png_under_its_name_with_no_temporary_left(defective_voc, tmp_path):
+    path = write_figure(_check(defective_voc), tmp_path / "figures" / "report.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert sorted(item.name for item in path.parent.iterdir()) == ["report.png"]
+
+
+def test_the_library_does_not_import_the_net_layer():
+    code = ("import sys, vision.datasets.check, vision.datasets.convert, vision.datasets.synthetic; "
+            "print(sorted(name for name in sys.modules if name.startswith(('vision.ssd', 'vision.cli'))))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"

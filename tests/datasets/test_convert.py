@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from tests.conftest import VOC_SAMPLE
+from vision.cli.convert_dataset import main
 from vision.datasets import BadDataWarning, DatasetError, build_dataset
-from vision.datasets.convert import convert, load_images, main, read_contents
+from vision.datasets.convert import convert, load_images, read_contents
 
 FORMATS = ("voc", "coco", "yolo", "csv")
 YOLO_TOLERANCE = 0.5  # pixels: what the issue allows; the writer's 9 digits keep far below it

@@ -27,8 +27,8 @@ def test_every_format_yields_the_same_samples_as_voc(format_roots, dataset_forma
     assert names == reference_names == ["BACKGROUND", "circle", "square", "triangle"]
     assert dataset.ids == reference.ids
     tolerance = YOLO_TOLERANCE if dataset_format == "yolo" else 0
-    for ((image_id, (boxes, labels, difficult)), sample), ((ref_id, (ref_boxes, ref_labels, ref_difficult)), ref_sample) \
-            in zip(_samples(dataset), _samples(reference)):
+    for (((image_id, (boxes, labels, difficult)), sample),
+         ((ref_id, (ref_boxes, ref_labels, ref_difficult)), ref_sample)) in zip(_samples(dataset), _samples(reference)):
         assert image_id == ref_id and boxes.dtype == np.float32 and labels.dtype == np.int64
         np.testing.assert_allclose(boxes, ref_boxes, rtol=0, atol=tolerance)
         np.testing.assert_array_equal(labels, ref_labels)
@@ -264,7 +264,8 @@ def test_csv_one_file_per_split_and_labels_txt_order(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("image,xmin,ymin,xmax,label\na.jpg,1,1,9,dog\n", "needs the columns.*missing ymax"),
-    ("image,xmin,ymin,xmax,ymax,label\na.jpg,1,1,9,9,dog\na.jpg,one,1,9,9,dog\n", r"boxes\.csv:3: xmin is not a number"),
+    ("image,xmin,ymin,xmax,ymax,label\na.jpg,1,1,9,9,dog\na.jpg,one,1,9,9,dog\n",
+     r"boxes\.csv:3: xmin is not a number"),
     ("image,xmin,ymin,xmax,ymax,label\na.jpg,1,,9,9,dog\n", r"boxes\.csv:2: some coordinates are empty"),
 ])
 def test_csv_bad_files_are_errors_naming_file_and_line(tmp_path, text, message):
@@ -309,7 +310,7 @@ def test_train_script_reports_a_malformed_file_in_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("dataset_format", ["coco", "yolo", "csv"])
 def test_synthetic_generator_writes_each_format(tmp_path, dataset_format, capsys):
-    from vision.datasets.synthetic import main as synthetic_main
+    from vision.cli.synthetic_dataset import main as synthetic_main
 
     root = tmp_path / dataset_format
     synthetic_main(["--root", str(root), "--format", dataset_format, "--num_images", "2", "--num_test", "1",

@@ -85,14 +85,14 @@ def test_balance_data_caps_every_class_at_the_rarest_class_count(tmp_path):
     full = OpenImagesDataset(tmp_path)
     balanced = OpenImagesDataset(tmp_path, balance_data=True)
     assert len(full) == 23 and balanced.min_image_num == 3
-    images_with = {name: sum(name in [balanced.class_names[label] for label in balanced._relative_annotation(i)[1]]
+    images_with = {name: sum(name in [balanced.class_names[label] for label in balanced.relative_annotation(i)[1]]
                              for i in range(len(balanced))) for name in ("Cat", "Dog")}
     assert images_with["Cat"] == 3  # the rarest class keeps all its images
     assert 3 <= images_with["Dog"] <= 4 < 20  # 3 drawn, plus cat0 when it was not one of them
     for index, image_id in enumerate(balanced.ids):  # boxes stay with their image
-        boxes, labels = balanced._relative_annotation(index)
+        boxes, labels = balanced.relative_annotation(index)
         full_index = full.ids.index(image_id)
-        np.testing.assert_array_equal(labels, full._relative_annotation(full_index)[1])
+        np.testing.assert_array_equal(labels, full.relative_annotation(full_index)[1])
 
 
 def test_build_dataset_open_images_test_split(open_images_root):

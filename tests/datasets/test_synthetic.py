@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from vision.cli.synthetic_dataset import main
 from vision.datasets import VOCDataset
-from vision.datasets.synthetic import SHAPE_CLASSES, generate_voc_dataset, main, render_image
+from vision.datasets.synthetic import SHAPE_CLASSES, generate_voc_dataset, render_image
 from vision.transforms.box_ops import iou_matrix
 
 
@@ -57,8 +58,8 @@ def test_box_is_tight_around_the_drawn_shape():
 
 
 def test_command_line_writes_the_requested_split_sizes(tmp_path, capsys):
-    main(["--root", str(tmp_path / "cli"), "--num_images", "2", "--num_test", "1", "--width", "64",
-          "--height", "48", "--min_objects", "2", "--max_objects", "2"])
+    assert main(["--root", str(tmp_path / "cli"), "--num_images", "2", "--num_test", "1", "--width", "64",
+                 "--height", "48", "--min_objects", "2", "--max_objects", "2"]) == 0
     assert "2 trainval + 1 test images" in capsys.readouterr().out
     dataset = VOCDataset(tmp_path / "cli")
     assert len(dataset) == 2
@@ -73,8 +74,8 @@ def test_bad_arguments_are_rejected(tmp_path):
 
 
 def test_small_objects_option_writes_640x480_images_with_10_to_40_pixel_objects(tmp_path):
-    main(["--root", str(tmp_path), "--num_images", "3", "--num_test", "0", "--small_objects", "--max_objects", "6",
-          "--num_workers", "1"])
+    assert main(["--root", str(tmp_path), "--num_images", "3", "--num_test", "0", "--small_objects",
+                 "--max_objects", "6", "--num_workers", "1"]) == 0
     dataset = VOCDataset(tmp_path)
     sides = []
     for index in range(len(dataset)):

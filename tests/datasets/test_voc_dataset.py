@@ -2,11 +2,17 @@ import numpy as np
 import pytest
 
 from tests.datasets.conftest import voc_object, voc_xml
-from vision.datasets import (BadDataWarning, ConcatDetectionDataset, DatasetError, VOCDataset, VOC_CLASS_NAMES,
-                             build_dataset, store_labels)
-from vision.utils.labels import LabelFileError, read_label_file
+from vision.datasets import (
+    VOC_CLASS_NAMES,
+    BadDataWarning,
+    ConcatDetectionDataset,
+    DatasetError,
+    VOCDataset,
+    build_dataset,
+    store_labels,
+)
 from vision.transforms import TestTransform
-
+from vision.utils.labels import LabelFileError, read_label_file
 
 # --- the genuine VOC sample ------------------------------------------------------------------------------
 

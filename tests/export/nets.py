@@ -42,7 +42,8 @@ def calibrate_heads(net: SSD) -> None:
     LOGIT_SPREAD (classification) or OFFSET_SPREAD (regression)."""
     config = net.config
     batch = np.stack([cv2.resize(image, config.image_size) for image in sample_images()])  # (width, height)
-    batch = (torch.from_numpy(batch).permute(0, 3, 1, 2).float() - torch.tensor(config.image_mean, dtype=torch.float32).view(1, 3, 1, 1)) / config.image_std
+    batch = (torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+             - torch.tensor(config.image_mean, dtype=torch.float32).view(1, 3, 1, 1)) / config.image_std
     spreads = {}
 
     def record(module, inputs, output, target):

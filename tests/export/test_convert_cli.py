@@ -11,6 +11,7 @@ from tests.export.nets import CLASS_NAMES, label_path, saved_checkpoint
 from vision.cli import convert_to_caffe2_models
 from vision.export.checks import CheckResult
 from vision.export.onnx_predictor import OnnxPredictor
+from vision.export.pipeline import ExportRequest, ExportResult, export_model
 
 
 def _convert(argv, capsys):
@@ -23,7 +24,8 @@ def test_original_call_writes_models_net_onnx_with_side_files_and_reports_checks
     """Run as the original is run, from a checkout: ``python convert_to_caffe2_models.py <net> <pth> <labels>``."""
     checkpoint, labels = saved_checkpoint("mb1-ssd"), label_path("mb1-ssd")
     completed = subprocess.run([sys.executable, str(REPO_ROOT / "convert_to_caffe2_models.py"), "mb1-ssd",
-                                str(checkpoint), str(labels)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                                str(checkpoint), str(labels)], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=300)
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
     assert any(line.startswith("ONNX Runtime: ok, max abs difference") for line in lines)
@@ -39,7 +41,8 @@ def test_original_call_writes_models_net_onnx_with_side_files_and_reports_checks
 def test_with_postprocess_and_dynamic_batch_to_an_output_path(tmp_path, capsys):
     output = tmp_path / "deploy" / "detector.onnx"
     code, out, err = _convert(["sq-ssd-lite", str(saved_checkpoint("sq-ssd-lite")), str(label_path("sq-ssd-lite")),
-                               "--output", str(output), "--with_postprocess", "--dynamic_batch", "--opset", "11"], capsys)
+                               "--output", str(output), "--with_postprocess", "--dynamic_batch", "--opset", "11"],
+                              capsys)
     assert code == 0, err
     assert "ONNX Runtime postprocess: ok" in out and "OpenCV" not in out  # checked in ONNX Runtime only
     info = json.loads((tmp_path / "deploy" / "detector.json").read_text())
@@ -58,7 +61,8 @@ def test_a_failed_check_says_failed_exits_non_zero_and_keeps_the_file_aside(tmp_
     assert code == 1
     assert "ONNX Runtime: FAILED" in out
     kept = tmp_path / "bad.FAILED.onnx"
-    assert err.strip() == (f"error: {output}: not written, the check FAILED (ONNX Runtime: max abs difference 3.0e-03); "
+    assert err.strip() == (f"error: {output}: not written, the check FAILED "
+                           "(ONNX Runtime: max abs difference 3.0e-03); "
                            f"the exported file is kept as {kept} for inspection")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.FAILED.json", "bad.FAILED.labels.txt", "bad.FAILED.onnx"]
     assert OnnxPredictor(kept).metadata.net_type == "sq-ssd-lite"  # a complete file the user can inspect
@@ -95,7 +99,8 @@ def test_caffe2_files_are_written_when_caffe2_is_importable(tmp_path, capsys, mo
 
 
 @pytest.mark.parametrize("labels,message", [
-    ("voc", "checkpoint for 3 classes (layer classification_headers.0.bias has 18 outputs), but the net expects 21 classes"),
+    ("voc", "checkpoint for 3 classes (layer classification_headers.0.bias has 18 outputs), "
+            "but the net expects 21 classes"),
     ("missing", "no such label file"),
 ])
 def test_wrong_or_missing_label_file_is_one_line_without_traceback(tmp_path, capsys, labels, message):
@@ -112,3 +117,16 @@ def test_unknown_net_type_and_impossible_opset_are_clear_errors(tmp_path, capsys
     code, _, err = _convert(["mb1-ssd", str(saved_checkpoint("mb1-ssd")), str(label_path("mb1-ssd")),
                              "--exporter", "torchscript", "--opset", "19"], capsys)
     assert code == 1 and "11-17" in err
+
+
+def test_the_pipeline_runs_from_python_reports_through_its_callable_and_clears_stale_temporaries(tmp_path, capsys):
+    stale = tmp_path / ".m.onnx.tmp-abc123"  # what a killed export leaves
+    stale.write_bytes(b"partial")
+    lines = []
+    request = ExportRequest("sq-ssd-lite", str(saved_checkpoint("sq-ssd-lite")), tuple(CLASS_NAMES),
+                            output=str(tmp_path / "m.onnx"))
+    result = export_model(request, report=lines.append)
+    assert result == ExportResult(str(tmp_path / "m.onnx"))
+    assert capsys.readouterr().out == ""
+    assert lines[0].startswith("Exported sq-ssd-lite at 300x300 (3 classes") and "Caffe2" in lines[-1]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["m.json", "m.labels.txt", "m.onnx"]

@@ -4,7 +4,6 @@ original's 1e-5 in the IoU's union) is exactly what the ONNX-rule reference acco
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime
 import pytest
 import torch
@@ -22,7 +21,8 @@ from vision.ssd.registry import create_net
 def _postprocess_only(num_priors: int, num_classes: int, candidate_size: int, iou_threshold: float = 0.45):
     """A session of the appended postprocess alone: inputs all_scores (1, P, C) and all_boxes (1, P, 4)."""
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["scores_in"], ["all_scores"]), helper.make_node("Identity", ["boxes_in"], ["all_boxes"])],
+        [helper.make_node("Identity", ["scores_in"], ["all_scores"]),
+         helper.make_node("Identity", ["boxes_in"], ["all_boxes"])],
         "postprocess_only",
         [helper.make_tensor_value_info("scores_in", TensorProto.FLOAT, [1, num_priors, num_classes]),
          helper.make_tensor_value_info("boxes_in", TensorProto.FLOAT, [1, num_priors, 4])],
@@ -60,7 +60,8 @@ def test_equal_scores_give_exactly_the_candidate_size_lowest_priors_in_order():
         chosen = found[BOXES_NAME][found[LABELS_NAME] == label]
         np.testing.assert_array_equal(chosen, boxes[0, :candidate_size])  # priors 0..19, best first, lower index first
     predictor = Predictor(create_net("mb1-ssd", 3, is_test=True), 300, candidate_size=candidate_size)
-    (expected_boxes, expected_labels, _), = predictor.postprocess(torch.from_numpy(scores), torch.from_numpy(boxes), [(1, 1)])
+    (expected_boxes, expected_labels, _), = predictor.postprocess(torch.from_numpy(scores), torch.from_numpy(boxes),
+                                                                  [(1, 1)])
     assert found[LABELS_NAME].tolist() == expected_labels.tolist()
     np.testing.assert_array_equal(found[BOXES_NAME], expected_boxes.numpy())
 
@@ -75,7 +76,8 @@ def test_the_only_nms_difference_is_the_originals_epsilon_and_the_reference_foll
     assert found[LABELS_NAME].tolist() == [1]
     (labels, priors), = onnx_rule_detections(torch.from_numpy(scores), torch.from_numpy(boxes), 200, 0.01, 0.45, 200)
     assert labels.tolist() == [1] and priors.tolist() == [0]
-    (labels, priors), = onnx_rule_detections(torch.from_numpy(scores), torch.from_numpy(boxes), 200, 0.01, 0.45, 200, eps=1e-5)
+    (labels, priors), = onnx_rule_detections(torch.from_numpy(scores), torch.from_numpy(boxes), 200, 0.01, 0.45, 200,
+                                             eps=1e-5)
     predictor = Predictor(create_net("mb1-ssd", 2, is_test=True), 300)
     (_, expected_labels, _), = predictor.postprocess(torch.from_numpy(scores), torch.from_numpy(boxes), [(1, 1)])
     assert expected_labels.tolist() == labels.tolist() == [1, 1]
@@ -87,7 +89,8 @@ def test_reference_keeps_at_most_max_per_class_and_none_for_zero():
     run = _postprocess_only(50, 2, 30)
     for max_per_class in (5, 0):
         found = run(scores, boxes, max_per_class)
-        (labels, priors), = onnx_rule_detections(torch.from_numpy(scores), torch.from_numpy(boxes), 30, 0.01, 0.45, max_per_class)
+        (labels, priors), = onnx_rule_detections(torch.from_numpy(scores), torch.from_numpy(boxes), 30, 0.01, 0.45,
+                                                 max_per_class)
         assert len(found[LABELS_NAME]) == len(labels) == max_per_class
         np.testing.assert_array_equal(found[BOXES_NAME], boxes[0, priors.numpy()])
         np.testing.assert_array_equal(found[SCORES_NAME], scores[0, priors.numpy(), 1])
@@ -96,11 +99,13 @@ def test_reference_keeps_at_most_max_per_class_and_none_for_zero():
 def test_huge_untrained_boxes_are_held_to_float32_not_to_their_size():
     raw = np.array([27.0, 0.1, 27.0, 0.1], dtype=np.float32)  # log-sizes of an untrained vgg16-ssd box
     expected = np.exp(raw.astype(np.float64)).astype(np.float32)[None, None]  # ~5e11
-    rounded = np.exp((raw + np.float32(5e-4) * np.array([1, 0, 1, 0], np.float32)).astype(np.float64)).astype(np.float32)[None, None]
+    rounded = np.exp((raw + np.float32(5e-4) * np.array([1, 0, 1, 0], np.float32))
+                     .astype(np.float64)).astype(np.float32)[None, None]
     absolute, scaled = output_difference(rounded, expected, boxes=True)
     assert absolute > 1e8 and scaled < 1e-3  # 5e-4 rounding of a raw value of 27 passes a 1e-3 limit
     inside = np.array([[[0.2, 0.2, 0.5, 0.5]]], dtype=np.float32)
-    assert output_difference(inside + 2e-4, inside, boxes=True)[1] == pytest.approx(2e-4, rel=1e-3)  # absolute in the image
+    # absolute in the image
+    assert output_difference(inside + 2e-4, inside, boxes=True)[1] == pytest.approx(2e-4, rel=1e-3)
 
 
 @pytest.mark.parametrize("net_type", ["sq-ssd-lite"])
@@ -111,6 +116,7 @@ def test_untrained_weights_export_with_postprocess(net_type, tmp_path, capsys):
     labels = tmp_path / "labels.txt"
     labels.write_text("BACKGROUND\n" + "".join(f"class{i}\n" for i in range(1, 21)))
     output = tmp_path / "fresh.onnx"
-    code, out, err = _convert([net_type, str(model), str(labels), "--output", str(output), "--with_postprocess"], capsys)
+    code, out, err = _convert([net_type, str(model), str(labels), "--output", str(output), "--with_postprocess"],
+                              capsys)
     assert code == 0, err
     assert "ONNX Runtime postprocess: ok" in out and output.is_file()

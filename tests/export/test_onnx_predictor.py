@@ -78,7 +78,8 @@ def test_importing_and_running_it_never_imports_torch():
         results["torch_imported"] = "torch" in sys.modules
         print(json.dumps(results))
     """)
-    completed = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    completed = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                               timeout=120)
     assert completed.returncode == 0, completed.stderr
     results = json.loads(completed.stdout)
     assert results["torch_imported"] is False

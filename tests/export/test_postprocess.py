@@ -31,7 +31,8 @@ def test_postprocess_graph_gives_the_pytorch_predictors_detections(net_type, dyn
     for top_k, prob_threshold in [(-1, None), (10, 0.4), (3, 0.05)]:
         expected_all = predictor.predict_batch(images, top_k=top_k, prob_threshold=prob_threshold)
         actual_all = onnx_predictor.predict_batch(images, top_k=top_k, prob_threshold=prob_threshold)
-        for image, (expected_boxes, expected_labels, expected_probs), (boxes, labels, probs) in zip(images, expected_all, actual_all):
+        for (image, (expected_boxes, expected_labels, expected_probs),
+             (boxes, labels, probs)) in zip(images, expected_all, actual_all):
             assert labels.tolist() == expected_labels.tolist()
             np.testing.assert_allclose(probs, expected_probs.numpy(), atol=1e-4)
             scale = np.array([image.shape[1], image.shape[0]] * 2, dtype=np.float32)

@@ -18,8 +18,15 @@ from vision.datasets.synthetic import generate_voc_dataset
 from vision.export.compare import check_int8_detections, unmatched
 from vision.export.metadata import read_metadata
 from vision.export.onnx_predictor import OnnxPredictor
-from vision.export.quantize import (ImageCalibrationReader, choose_calibration_images, head_node_names,
-                                    int8_output_path, network_node_names, quantize_onnx, read_rgb)
+from vision.export.quantize import (
+    ImageCalibrationReader,
+    choose_calibration_images,
+    head_node_names,
+    int8_output_path,
+    network_node_names,
+    quantize_onnx,
+    read_rgb,
+)
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,7 +124,8 @@ def test_with_postprocess_only_the_network_part_is_quantized():
     float_path, int8_path, images = quantized("mb1-ssd-lite", with_postprocess=True)
     model = onnx.load(int8_path)
     postprocess_nodes = [node for node in model.graph.node if node.name.startswith("postprocess/")]
-    assert postprocess_nodes and not any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in postprocess_nodes)
+    assert postprocess_nodes and not any(node.op_type in ("QuantizeLinear", "DequantizeLinear")
+                                         for node in postprocess_nodes)
     assert "postprocess" not in "".join(sorted(network_node_names(onnx.load(float_path))))
     boxes, labels, probs = OnnxPredictor(int8_path).predict(read_rgb(images[0]), prob_threshold=0.5)
     assert boxes.shape[1:] == (4,) and len(labels) == len(probs)
@@ -170,9 +178,10 @@ def test_cli_int8_writes_both_files_and_reports_latency_and_map(tmp_path, capsys
     realistic_net("mb1-ssd-lite", len(class_names)).save(str(checkpoint))
     labels.write_text("".join(f"{name}\n" for name in class_names))
     output = tmp_path / "out" / "model.onnx"
-    code = convert_to_caffe2_models.main(["mb1-ssd-lite", str(checkpoint), str(labels), "--output", str(output), "--int8",
-                                          "--calibration_data", str(calibration_folder()),
-                                          "--calibration_images", "4", "--validation_dataset", str(calibration_folder())])
+    code = convert_to_caffe2_models.main(["mb1-ssd-lite", str(checkpoint), str(labels), "--output", str(output),
+                                          "--int8", "--calibration_data", str(calibration_folder()),
+                                          "--calibration_images", "4",
+                                          "--validation_dataset", str(calibration_folder())])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert sorted(path.name for path in output.parent.iterdir()) == [

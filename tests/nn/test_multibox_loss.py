@@ -85,6 +85,7 @@ def test_only_neg_pos_ratio_of_the_original_arguments_changes_the_loss():
                            size_variance=0.7, device=torch.device("cpu"))(confidence, locations, labels, gt_locations)
     torch.testing.assert_close(ignored, reference)
     mined_more = MultiboxLoss(config.priors, iou_threshold=0.5, neg_pos_ratio=6, center_variance=0.1,
-                              size_variance=0.2, device=torch.device("cpu"))(confidence, locations, labels, gt_locations)
+                              size_variance=0.2, device=torch.device("cpu"))(confidence, locations, labels,
+                                                                             gt_locations)
     assert mined_more[1] > reference[1]
     torch.testing.assert_close(mined_more[0], reference[0])

@@ -19,7 +19,8 @@ def _head_output_count(net, image_size) -> int:
     width, height = image_size
     total = 0
     with torch.no_grad():
-        for header, feature_map in zip(net.classification_headers, net.eval().feature_maps(torch.zeros(0, 3, height, width))):
+        for header, feature_map in zip(net.classification_headers,
+                                       net.eval().feature_maps(torch.zeros(0, 3, height, width))):
             output = header(feature_map)
             total += output.shape[1] // net.num_classes * output.shape[2] * output.shape[3]
     return total

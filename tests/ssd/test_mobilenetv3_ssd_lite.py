@@ -4,8 +4,11 @@ import inspect
 import pytest
 import torch
 
-from vision.ssd.mobilenetv3_ssd_lite import (create_mobilenetv3_large_ssd_lite, create_mobilenetv3_small_ssd_lite,
-                                             create_mobilenetv3_ssd_lite_predictor)
+from vision.ssd.mobilenetv3_ssd_lite import (
+    create_mobilenetv3_large_ssd_lite,
+    create_mobilenetv3_small_ssd_lite,
+    create_mobilenetv3_ssd_lite_predictor,
+)
 
 # The original's signatures, qfgaohao/pytorch-ssd vision/ssd/mobilenetv3_ssd_lite.py.
 ORIGINAL_FACTORY_PARAMETERS = ["num_classes", "width_mult", "use_batch_norm", "onnx_compatible", "is_test"]

@@ -28,10 +28,12 @@ def test_signatures_come_from_the_registry():
 def test_base_nets_other_widths_and_torchvision_models():
     base = create_net("mb1-ssd", 3).base_net.state_dict()
     assert recognise_state_dict(base).net_types == ("mb1-ssd", "mb1-ssd-lite")
-    assert recognise_state_dict(create_net("mb2-ssd-lite", 3, mb2_width_mult=0.5).state_dict()).kind == "ssd-other-width"
+    assert (recognise_state_dict(create_net("mb2-ssd-lite", 3, mb2_width_mult=0.5).state_dict()).kind
+            == "ssd-other-width")
     with torch.device("meta"):
         classifier = torchvision.models.mobilenet_v2().state_dict()
-        detector = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).state_dict()
+        detector = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None,
+                                                                              weights_backbone=None).state_dict()
     assert recognise_state_dict(classifier).describe().startswith("torchvision's mobilenet_v2 classification weights")
     assert "torchvision's ssdlite320_mobilenet_v3_large detector" in recognise_state_dict(detector).describe()
     assert recognise_state_dict({"weight": torch.zeros(3)}) is None
@@ -42,4 +44,5 @@ def test_messages_name_the_file_and_the_flag():
     assert mismatch_message(lite, "vgg16-ssd", 21, "x.pth") == (
         "x.pth: this checkpoint is a mb1-ssd-lite (9 classes), not a vgg16-ssd; run with --net mb1-ssd-lite")
     same_type = mismatch_message(lite, "mb1-ssd-lite", 21, "x.pth")
-    assert same_type.startswith("x.pth: a mb1-ssd-lite checkpoint for 9 classes") and "check the label file" in same_type
+    assert (same_type.startswith("x.pth: a mb1-ssd-lite checkpoint for 9 classes")
+            and "check the label file" in same_type)

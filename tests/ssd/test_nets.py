@@ -36,8 +36,10 @@ def test_configuration_matches_reference(net_type):
     assert [float(v) for v in config.image_mean] == expected["image_mean"] and config.image_std == expected["image_std"]
     assert (config.iou_threshold, config.center_variance, config.size_variance) == (
         expected["iou_threshold"], expected["center_variance"], expected["size_variance"])
-    specs = [(s.feature_map_size, s.shrinkage, s.box_sizes.min, s.box_sizes.max, list(s.aspect_ratios)) for s in config.specs]
-    assert specs == [(s["feature_map_size"], s["shrinkage"], s["box_sizes"]["min"], s["box_sizes"]["max"], s["aspect_ratios"])
+    specs = [(s.feature_map_size, s.shrinkage, s.box_sizes.min, s.box_sizes.max, list(s.aspect_ratios))
+             for s in config.specs]
+    assert specs == [(s["feature_map_size"], s["shrinkage"], s["box_sizes"]["min"], s["box_sizes"]["max"],
+                      s["aspect_ratios"])
                      for s in expected["specs"]]
     assert len(config.priors) == expected["num_priors"]
 
@@ -113,7 +115,8 @@ ORIGINAL_API = {
     "vision.nn.multibox_loss": ["MultiboxLoss"],
     "vision.utils.box_utils": ["SSDSpec", "SSDBoxSizes", "generate_ssd_priors", "convert_locations_to_boxes",
                                "convert_boxes_to_locations", "center_form_to_corner_form", "corner_form_to_center_form",
-                               "area_of", "iou_of", "assign_priors", "hard_negative_mining", "hard_nms", "soft_nms", "nms"],
+                               "area_of", "iou_of", "assign_priors", "hard_negative_mining", "hard_nms", "soft_nms",
+                               "nms"],
 }
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.original_predictor import original_predict
 from tests.conftest import rgb_photo
 from vision.ssd.registry import create_net, create_predictor
-from benchmarks.original_predictor import original_predict
 from vision.utils.reference_weights import load_deterministic_weights
 
 

@@ -59,9 +59,11 @@ def test_vgg16_base_net_equals_features_and_conv6_conv7_are_initialised(tmp_path
     torch.manual_seed(0)
     features = make_layers(cfgs["D"])  # torchvision's vgg16 features (its classifier is slow to build)
     with torch.device("meta"):
-        classifier_keys = [k for k in torchvision.models.vgg16(weights=None).state_dict() if k.startswith("classifier.")]
+        classifier_keys = [k for k in torchvision.models.vgg16(weights=None).state_dict()
+                           if k.startswith("classifier.")]
     # The classifier only has to be present (files are recognised by their keys); it is never read.
-    state_dict = {f"features.{k}": v for k, v in features.state_dict().items()} | {k: torch.zeros(1) for k in classifier_keys}
+    state_dict = ({f"features.{k}": v for k, v in features.state_dict().items()}
+                  | {k: torch.zeros(1) for k in classifier_keys})
     before, after = _check_base_net_equals_features(tmp_path, "vgg16-ssd", features, state_dict, 30)
     assert torch.equal(after["28.weight"], features[28].weight)
     assert not torch.equal(after["31.weight"], before["31.weight"])  # conv6

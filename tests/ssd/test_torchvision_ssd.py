@@ -79,7 +79,8 @@ def test_priors_equal_torchvision_anchors(pair):
         maps = list(model.backbone(x).values())
     anchors = model.anchor_generator(ImageList(x, [(height, width)]), maps)[0]
     scale = torch.tensor([width, height], dtype=torch.float32)
-    centre_form = torch.cat([(anchors[:, :2] + anchors[:, 2:]) / 2 / scale, (anchors[:, 2:] - anchors[:, :2]) / scale], 1)
+    centre_form = torch.cat([(anchors[:, :2] + anchors[:, 2:]) / 2 / scale, (anchors[:, 2:] - anchors[:, :2]) / scale],
+                            1)
     torch.testing.assert_close(net.priors, centre_form, atol=1e-6, rtol=1e-6)
     if net_type == "ssd300-vgg16":
         assert net.priors[:, 0].max() == pytest.approx(1.0133, abs=1e-4)  # centres past 1, as torchvision's
@@ -91,7 +92,8 @@ def test_decoding_equals_box_coder_with_its_clamp(pair):
     locations = torch.randn(2, net.priors.shape[0], 4, generator=generator) * 3
     locations[0, :50, 2:] = 100.0  # far past the log(1000/16) clamp
     side = float(net.config.image_size[0])
-    anchors = torch.cat([net.priors[:, :2] - net.priors[:, 2:] / 2, net.priors[:, :2] + net.priors[:, 2:] / 2], 1) * side
+    anchors = torch.cat([net.priors[:, :2] - net.priors[:, 2:] / 2, net.priors[:, :2] + net.priors[:, 2:] / 2],
+                        1) * side
     coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
     expected = torch.stack([coder.decode_single(loc, anchors) for loc in locations]) / side
     torch.testing.assert_close(net.decode_boxes(locations), expected, atol=1e-5, rtol=1e-5)

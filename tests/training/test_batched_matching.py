@@ -25,7 +25,7 @@ def random_boxes(rng, count):
 
 def per_image_and_batched(config, boxes, labels):
     single = MatchPrior(config.priors, config.center_variance, config.size_variance, config.match_iou_threshold)
-    expected = [single(b, l) for b, l in zip(boxes, labels)]
+    expected = [single(b, image_labels) for b, image_labels in zip(boxes, labels)]
     batched = BatchedMatchPrior.from_config(config)
     locations, matched_labels = batched(*pad_ground_truth(boxes, labels))
     return expected, locations, matched_labels

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vision.cli.train_ssd import build_parser
+from vision.cli.train_ssd import build_parser, training_settings
 from vision.datasets.synthetic import generate_voc_dataset
 from vision.training.distributed import DistributedContext
 from vision.training.run import TrainingRun
@@ -18,7 +18,8 @@ def tiny_voc(tmp_path_factory):
 def _run(root, tmp_path, *flags):
     args = build_parser().parse_args(["--datasets", str(root), "--net", "mb1-ssd-lite", "--num_workers", "0",
                                       "--checkpoint_folder", str(tmp_path), "--device", "cpu", *flags])
-    return TrainingRun(args, DistributedContext(), torch.device("cpu"))
+    context = DistributedContext()
+    return TrainingRun(training_settings(args, context), context)
 
 
 def _conv_weight_is_channels_last(run) -> bool:
@@ -31,5 +32,5 @@ def _conv_weight_is_channels_last(run) -> bool:
                                              (("--channels_last", "false"), False)])
 def test_channels_last_defaults_on_for_the_cpu(tiny_voc, tmp_path, flags, expected):
     run = _run(tiny_voc, tmp_path, *flags)
-    assert run.args.channels_last is expected
+    assert run.settings.channels_last is expected
     assert _conv_weight_is_channels_last(run) is expected

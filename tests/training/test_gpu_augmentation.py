@@ -7,8 +7,13 @@ import torch
 
 from vision.datasets.synthetic import render_image
 from vision.ssd.registry import net_config
-from vision.training.gpu_augmentation import (BatchedTrainAugmentation, PhotometricBatch, decode_images,
-                                              photometric_batch, windows_and_flips)
+from vision.training.gpu_augmentation import (
+    BatchedTrainAugmentation,
+    PhotometricBatch,
+    decode_images,
+    photometric_batch,
+    windows_and_flips,
+)
 from vision.transforms import TrainAugmentation
 from vision.transforms.augmentation import PhotometricDistort, apply_photometric
 from vision.transforms.one_pass import sample_parameters
@@ -81,8 +86,8 @@ def test_colour_steps_match_opencv_hsv_within_rounding():
 def test_the_batch_goes_to_normalised_images_and_matched_priors(config, photos):
     recipe = recipe_for(config, True)
     augmentation = BatchedTrainAugmentation(config, "cpu")
-    from vision.training.gpu_augmentation import EncodedBatch
     from vision.training.batched_matching import pad_ground_truth
+    from vision.training.gpu_augmentation import EncodedBatch
 
     encoded, parameters = [], []
     for image, boxes, labels in photos:

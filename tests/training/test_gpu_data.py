@@ -84,9 +84,9 @@ def test_training_with_gpu_data_on_the_cpu_device_runs_and_saves(shapes, tmp_pat
     folder = tmp_path / "run"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BadDataWarning)
-        code = train_main(["--datasets", str(shapes), "--net", "mb1-ssd-lite", "--batch_size", "4", "--num_workers", "1",
-                           "--no_progress", "--seed", "0", "--device", "cpu", "--gpu_data", "--num_epochs", "2",
-                           "--resolution", "160", "--checkpoint_folder", str(folder)])
+        code = train_main(["--datasets", str(shapes), "--net", "mb1-ssd-lite", "--batch_size", "4",
+                           "--num_workers", "1", "--no_progress", "--seed", "0", "--device", "cpu", "--gpu_data",
+                           "--num_epochs", "2", "--resolution", "160", "--checkpoint_folder", str(folder)])
     assert code == 0
     history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
     assert [record["epoch"] for record in history] == [0, 1]

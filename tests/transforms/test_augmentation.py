@@ -2,8 +2,13 @@
 import numpy as np
 import pytest
 
-from vision.transforms.augmentation import (Expand, PhotometricDistort, RandomHorizontalFlip, RandomIoUCrop,
-                                            SanitizeBoxes)
+from vision.transforms.augmentation import (
+    Expand,
+    PhotometricDistort,
+    RandomHorizontalFlip,
+    RandomIoUCrop,
+    SanitizeBoxes,
+)
 from vision.transforms.box_ops import iou_matrix
 
 EMPTY_BOXES, EMPTY_LABELS = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)

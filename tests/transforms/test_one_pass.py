@@ -138,5 +138,5 @@ def test_crop_options_and_iou_bounds_match_the_recipe_over_10000_draws(monkeypat
     recipe_crops = np.array([crop for _, result in recipe_calls if result is not None for crop in [result[0]]])
     recipe_area = ((recipe_crops[:, 2] - recipe_crops[:, 0]) * (recipe_crops[:, 3] - recipe_crops[:, 1])) / 1200
     sampler_area = windows[~whole, 2] * windows[~whole, 3] / 1200
-    assert abs(recipe_area.mean() - sampler_area.mean()) < 4 * np.hypot(recipe_area.std() / np.sqrt(len(recipe_area)),
-                                                                          sampler_area.std() / np.sqrt(len(sampler_area)))
+    assert abs(recipe_area.mean() - sampler_area.mean()) < 4 * np.hypot(
+        recipe_area.std() / np.sqrt(len(recipe_area)), sampler_area.std() / np.sqrt(len(sampler_area)))

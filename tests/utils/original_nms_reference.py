@@ -28,7 +28,8 @@ def original_iou_of(boxes0: Tensor, boxes1: Tensor, eps: float = 1e-5) -> Tensor
     return overlap_area / (area0 + area1 - overlap_area + eps)
 
 
-def original_hard_nms(box_scores: Tensor, iou_threshold: float, top_k: int = -1, candidate_size: int = 200) -> List[int]:
+def original_hard_nms(box_scores: Tensor, iou_threshold: float, top_k: int = -1,
+                      candidate_size: int = 200) -> List[int]:
     """Row indexes of ``box_scores (n, 5)`` that the original keeps, in the order it picks them."""
     scores = box_scores[:, -1]
     boxes = box_scores[:, :-1]
@@ -49,7 +50,8 @@ def original_hard_nms(box_scores: Tensor, iou_threshold: float, top_k: int = -1,
 
 
 def original_postprocess(scores: Tensor, boxes: Tensor, width: int, height: int, prob_threshold: float,
-                         iou_threshold: float, top_k: int = -1, candidate_size: int = 200) -> Tuple[Tensor, Tensor, Tensor]:
+                         iou_threshold: float, top_k: int = -1,
+                         candidate_size: int = 200) -> Tuple[Tensor, Tensor, Tensor]:
     """The original ``Predictor.predict`` after the forward pass, for one image: scores ``(P, C)``, boxes
     ``(P, 4)`` corner 0..1. Returns ``(boxes (K, 4) pixels, labels (K,), probs (K,))``."""
     picked_box_probs, picked_labels = [], []

@@ -145,4 +145,5 @@ def test_box_utils_hard_nms_is_the_originals():
         kept = box_utils.hard_nms(box_scores, THRESHOLD, top_k=top_k, candidate_size=candidate_size)
         expected = box_scores[original_hard_nms(box_scores, THRESHOLD, top_k, candidate_size)]
         assert torch.equal(kept, expected)
-    assert torch.equal(box_utils.nms(box_scores, None, iou_threshold=THRESHOLD), box_scores[original_hard_nms(box_scores, THRESHOLD)])
+    assert torch.equal(box_utils.nms(box_scores, None, iou_threshold=THRESHOLD),
+                       box_scores[original_hard_nms(box_scores, THRESHOLD)])

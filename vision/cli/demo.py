@@ -7,9 +7,8 @@
 5. export it to ONNX and check the file in ONNX Runtime and OpenCV DNN (``convert_to_caffe2_models.py``);
 6. time the predictor on the photos.
 
-The photos are the two reference photographs when the shared folder has them (``$SSD_SHARED_DIR``, by
-default ``../shared`` beside the checkout: ``reference/images/*.jpg``), else two more generated test
-images: the demo needs nothing beside the repository. ``--last_step`` stops early (a quick check).
+The photos of steps 4 and 6 are two more generated test images: the demo needs nothing beside the
+repository and downloads nothing. ``--last_step`` stops early (a quick check).
 Every output goes under ``--output`` (default ``demo_output/``); the end of the run lists where.
 """
 from __future__ import annotations
@@ -31,16 +30,12 @@ from vision.ssd.registry import create_net, create_predictor
 from vision.utils.labels import read_label_file
 
 NET = "mb1-ssd-lite"
-SHARED = Path(os.environ.get("SSD_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared")
-REFERENCE_IMAGES = SHARED / "reference" / "images"
 LAST_STEP = 6
 
 
 def demo_photos(data: Path, test_ids: List[str]) -> List[Path]:
-    """The photos of steps 4 and 6: the reference photographs (``REFERENCE_IMAGES/*.jpg``) when present,
-    else the 2nd and 3rd test images of the generated data set at ``data``."""
-    found = sorted(REFERENCE_IMAGES.glob("*.jpg")) if REFERENCE_IMAGES.is_dir() else []
-    return found or [data / "JPEGImages" / f"{image_id}.jpg" for image_id in test_ids[1:3]]
+    """The photos of steps 4 and 6: the 2nd and 3rd test images of the generated data set at ``data``."""
+    return [data / "JPEGImages" / f"{image_id}.jpg" for image_id in test_ids[1:3]]
 
 
 def banner(text: str) -> None:
@@ -86,7 +81,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     output = Path(args.output)
-    data, checkpoints, eval_dir, detections = output / "data", output / "checkpoints", output / "eval", output / "detections"
+    data, checkpoints = output / "data", output / "checkpoints"
+    eval_dir, detections = output / "eval", output / "detections"
 
     banner("1. synthetic VOC-format data")
     if not (data / "labels.txt").exists():
@@ -126,9 +122,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if example is not None:
         banner("4. detect objects in images")
         # A few minutes of training give modest scores: show what passes 0.25 rather than the default 0.4.
-        run_cli("vision.cli.run_ssd_example", [NET, str(model), str(labels), str(test_image), "--prob_threshold", "0.25",
+        run_cli("vision.cli.run_ssd_example", [NET, str(model), str(labels), str(test_image),
+                                               "--prob_threshold", "0.25",
                                                "--output", str(detections / f"{test_image.stem}_ssd.jpg")])
-        run_cli("vision.cli.run_ssd_example", [NET, str(model), str(labels), *map(str, photos), "--output", str(detections)])
+        run_cli("vision.cli.run_ssd_example", [NET, str(model), str(labels), *map(str, photos),
+                                               "--output", str(detections)])
     if args.last_step == 4:
         return list_outputs(output)
     if importlib.util.find_spec("vision.cli.convert_to_caffe2_models") is not None:
@@ -139,8 +137,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         run_cli("vision.cli.run_ssd_example", [NET, str(onnx_model), str(labels), str(test_image), "--backend", "onnx",
                                                "--output", str(detections / f"{test_image.stem}_onnx.jpg"),
                                                "--json", str(output / "detections_onnx.json")])
-        run_cli("vision.cli.convert_to_caffe2_models", [NET, str(model), str(labels), "--with_postprocess", "--dynamic_batch",
-                                                        "--output", str(output / f"{NET}-nms.onnx")])
+        run_cli("vision.cli.convert_to_caffe2_models", [NET, str(model), str(labels), "--with_postprocess",
+                                                        "--dynamic_batch", "--output", str(output / f"{NET}-nms.onnx")])
     if args.last_step == 5:
         return list_outputs(output)
 
@@ -151,13 +149,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def list_outputs(output: Path) -> int:
     """Print where the demo's outputs under ``output`` are (those written so far); returns 0."""
-    data, checkpoints, eval_dir, detections = output / "data", output / "checkpoints", output / "eval", output / "detections"
+    data, checkpoints = output / "data", output / "checkpoints"
+    eval_dir, detections = output / "eval", output / "detections"
     models = sorted(checkpoints.glob(f"{NET}-Epoch-*.pth"), key=os.path.getmtime)
     model = models[-1] if models else checkpoints / f"{NET}-Epoch-*.pth"
     banner("where everything went")
-    for label, path in [("synthetic data set", data), ("checkpoints and labels.txt", checkpoints), ("trained model", model),
-                        ("evaluation (det_test_*.txt, summary.json, PR plots)", eval_dir),
-                        ("images with detections", detections), ("ONNX model (+ .json, .labels.txt)", output / f"{NET}.onnx"),
+    for label, path in [("synthetic data set", data), ("checkpoints and labels.txt", checkpoints),
+                        ("trained model", model), ("evaluation (det_test_*.txt, summary.json, PR plots)", eval_dir),
+                        ("images with detections", detections),
+                        ("ONNX model (+ .json, .labels.txt)", output / f"{NET}.onnx"),
                         ("ONNX model with NMS in the graph", output / f"{NET}-nms.onnx"),
                         ("detections from ONNX Runtime (JSON)", output / "detections_onnx.json")]:
         if Path(path).exists():

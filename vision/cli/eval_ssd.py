@@ -1,35 +1,75 @@
-"""``eval_ssd.py``: evaluate a trained SSD on a VOC-layout or Open Images test set.
+"""``eval_ssd.py``: evaluate a trained SSD (a ``.pth``, or an exported ``.onnx`` with ``--backend onnx``) on the
+test split of a VOC, Open Images, COCO JSON, YOLO or CSV data set.
 
-Flags keep the original toolkit's names and defaults; ``--batch_size``, ``--num_workers``, ``--device``
-and ``--metric`` are new. Prints per-class AP and the mean in the original's shape on stdout and writes
+Flags keep the original toolkit's names and defaults, plus this project's (docs/evaluation.md). They are
+parsed once into a frozen :class:`EvalSettings` with the label file, device, batch size and workers
+resolved. Prints per-class AP and the mean in the original's shape on stdout and writes
 det_test_<class>.txt files, summary.json and PR plots to ``--eval_dir``.
 """
-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from vision.cli.errors import run_reporting_errors
-from vision.cli.flags import str2bool
+from vision.cli.flags import (
+    NET_TYPE_NAMES,
+    add_input_size_argument,
+    add_onnx_runtime_arguments,
+    add_width_mult_argument,
+    str2bool,
+)
 from vision.evaluation import METRICS, default_batch_size, default_num_workers, evaluate, write_outputs
 from vision.evaluation.data import DATASET_TYPES, open_dataset
+from vision.utils.image_size import ImageSize, format_size, parse_resolution
 from vision.utils.labels import read_label_file
 
-def build_parser() -> argparse.ArgumentParser:
-    from vision.ssd.registry import NET_TYPES
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """What ``eval_ssd.py`` evaluates and how, every value resolved: ``label_file`` a local file (or None:
+    the data set's class names), ``device`` a torch device string (for ONNX Runtime ``cpu``/``cuda[:N]``, or
+    None: CUDA when this onnxruntime has it), ``image_size`` ``(width, height)`` from ``--resolution`` (None:
+    the checkpoint's or the net type's). The other fields are the flags of the same name."""
+
+    net: Optional[str]
+    trained_model: str
+    dataset: str
+    dataset_type: str = "auto"
+    label_file: Optional[str] = None
+    use_2007_metric: bool = True
+    nms_method: str = "hard"
+    iou_threshold: float = 0.5
+    eval_dir: str = "eval_results"
+    mb2_width_mult: float = 1.0
+    image_size: Optional[ImageSize] = None
+    batch_size: Optional[int] = None
+    num_workers: Optional[int] = None
+    device: Optional[str] = None
+    max_detections: Optional[int] = None
+    metric: str = "voc"
+    backend: str = "pytorch"
+    onnx_threads: int = 0
+    onnx_optimization: str = "all"
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="SSD Evaluation on VOC Dataset.")
-    parser.add_argument("--net", default=None, choices=sorted(NET_TYPES),
+    parser.add_argument("--net", default=None, choices=sorted(NET_TYPE_NAMES),
                         help="The network architecture (default: vgg16-ssd; with --backend onnx, the file's own).")
-    parser.add_argument("--trained_model", type=str, required=True, help="The .pth state_dict to evaluate, or a zoo name or URL (python -m vision.zoo list).")
+    parser.add_argument("--trained_model", type=str, required=True,
+                        help="The .pth state_dict to evaluate, or a zoo name or URL (python -m vision.zoo list).")
     parser.add_argument("--dataset_type", default="auto", type=str, choices=DATASET_TYPES,
                         help="Dataset format: voc, open_images, coco, yolo, csv, or auto (default: detected).")
     parser.add_argument("--dataset", type=str, required=True,
-                        help="The dataset root (or a COCO JSON, YOLO data.yaml or CSV file); its test split is used.")
+                        help="The dataset root (or a COCO JSON, YOLO data.yaml or CSV file); its test split is "
+                             "used.")
     parser.add_argument("--label_file", type=str,
                         help="The label file path: the model's classes, BACKGROUND first, which also index the "
                              "data set's labels; default: the data set's class names.")
@@ -41,10 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="The threshold of Intersection over Union (matching a detection to ground truth).")
     parser.add_argument("--eval_dir", default="eval_results", type=str,
                         help="The directory to store evaluation results.")
-    parser.add_argument("--mb2_width_mult", default=1.0, type=float, help="Width Multiplifier for MobilenetV2")
-    parser.add_argument("--resolution", default=None,
-                        help="Input size, N or WxH (e.g. 512, 640x360); default: the size in the model's .pth.json "
-                             "sidecar, else the net's native size.")
+    add_width_mult_argument(parser)
+    add_input_size_argument(parser)
     parser.add_argument("--batch_size", default=None, type=int,
                         help="Images per predict_batch call (default: 32 on a GPU, 4 on a CPU).")
     parser.add_argument("--num_workers", default=None, type=int,
@@ -53,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, type=str,
                         help="Torch device (cpu, cuda, cuda:1, ...); default: cuda:0 if available and --use_cuda.")
     parser.add_argument("--max_detections", default=None, type=int,
-                        help="(new) detections kept per image after NMS, best first; 0: no cap; default: the net "
+                        help="detections kept per image after NMS, best first; 0: no cap; default: the net "
                              "type's (none for the original's types, torchvision's 300/200 for ssdlite320-mb3-large/"
                              "ssd300-vgg16)")
     parser.add_argument("--metric", default="voc", choices=METRICS,
@@ -62,90 +100,106 @@ def build_parser() -> argparse.ArgumentParser:
                         help="onnx: --trained_model is a file from convert_to_caffe2_models.py (float32 or INT8, "
                              "with or without the NMS graph), run in ONNX Runtime; its labels.txt is the default "
                              "--label_file.")
-    parser.add_argument("--onnx_threads", default=0, type=int,
-                        help="With --backend onnx: ONNX Runtime intra-op threads (0: one per physical core).")
-    parser.add_argument("--onnx_optimization", default="all", choices=("disable", "basic", "extended", "all"),
-                        help="With --backend onnx: ONNX Runtime graph optimisation level.")
+    add_onnx_runtime_arguments(parser)
     return parser
 
 
 def choose_device(device: str | None, use_cuda: bool) -> torch.device:
-    """--device if given, else cuda:0 when CUDA is available and --use_cuda, else cpu."""
+    """--device if given (a ValueError when it names CUDA and there is none), else cuda:0 when CUDA is
+    available and --use_cuda, else cpu."""
     if device:
-        return torch.device(device)
+        chosen = torch.device(device)
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        return chosen
     return torch.device("cuda:0" if use_cuda and torch.cuda.is_available() else "cpu")
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_reporting_errors(evaluate_model, build_parser().parse_args(argv))
+def eval_settings(args: argparse.Namespace) -> EvalSettings:
+    """The settings from the parsed flags: ``--label_file -`` becomes the zoo entry's label file, the device
+    chosen, ``--resolution`` parsed, batch size and workers given their defaults for the device."""
+    label_file = args.label_file
+    if label_file == "-":  # the zoo entry's labels (--trained_model names the entry)
+        from vision.zoo import resolve_labels  # start-up time: the zoo imports torchvision's weights API
 
-
-def evaluate_model(args: argparse.Namespace) -> int:
+        label_file = resolve_labels(label_file, args.trained_model)
+    image_size = parse_resolution(args.resolution) if args.resolution else None
     if args.backend == "onnx":
-        return evaluate_exported_model(args)
-    args.net = args.net or "vgg16-ssd"
-    from vision.ssd.registry import create_net, create_predictor
-    from vision.ssd.sidecar import resolve_image_size
+        device = args.device or (None if args.use_cuda else "cpu")
+        batch_size, num_workers = args.batch_size, args.num_workers
+    else:
+        torch_device = choose_device(args.device, args.use_cuda)
+        device = str(torch_device)
+        batch_size = args.batch_size or default_batch_size(torch_device)
+        num_workers = default_num_workers(torch_device) if args.num_workers is None else args.num_workers
+    flags = {field.name: getattr(args, field.name) for field in dataclasses.fields(EvalSettings)
+             if hasattr(args, field.name)}
+    flags.update(label_file=label_file, image_size=image_size, device=device, batch_size=batch_size,
+                 num_workers=num_workers)
+    return EvalSettings(**flags)
 
-    device = choose_device(args.device, args.use_cuda)
-    batch_size = args.batch_size or default_batch_size(device)
-    num_workers = default_num_workers(device) if args.num_workers is None else args.num_workers
+
+def main(argv: list[str] | None = None) -> int:
+    return run_reporting_errors(lambda args: evaluate_model(eval_settings(args)), build_parser().parse_args(argv))
+
+
+def evaluate_model(settings: EvalSettings) -> int:
+    if settings.backend == "onnx":
+        return evaluate_exported_model(settings)
+    from vision.ssd.registry import create_predictor
+    from vision.ssd.weights import load_net
+
+    net_type = settings.net or "vgg16-ssd"
+    device = torch.device(settings.device)
     # With --label_file the data set indexes its labels by the model's classes (the original read both
     # lists separately, and a different order silently scored the wrong classes).
-    if args.label_file == "-":  # the zoo entry's labels (--trained_model names the entry)
-        from vision.zoo import resolve_labels
-
-        args.label_file = resolve_labels(args.label_file, args.trained_model)
-    dataset = open_dataset(args.dataset_type, args.dataset, args.label_file)
-    class_names = read_label_file(args.label_file) if args.label_file else list(dataset.class_names)
-
-    image_size = resolve_image_size(args.resolution, args.trained_model, args.net)
-    net = create_net(args.net, len(class_names), is_test=True, mb2_width_mult=args.mb2_width_mult, image_size=image_size)
-    net.load(args.trained_model)
+    dataset = open_dataset(settings.dataset_type, settings.dataset, settings.label_file)
+    class_names = read_label_file(settings.label_file) if settings.label_file else list(dataset.class_names)
+    net = load_net(net_type, settings.trained_model, len(class_names), image_size=settings.image_size,
+                   is_test=True, mb2_width_mult=settings.mb2_width_mult)
     net = net.to(device).eval()
-    predictor = create_predictor(args.net, net, nms_method=args.nms_method, device=device,
-                                 max_detections=args.max_detections)
-
-    evaluation = evaluate(
-        predictor,
-        dataset,
-        class_names,
-        metric=args.metric,
-        iou_threshold=args.iou_threshold,
-        use_2007_metric=args.use_2007_metric,
-        batch_size=batch_size,
-        num_workers=num_workers,
-    )
-    settings = {
-        "net": args.net,
-        "trained_model": str(Path(args.trained_model)),
-        "dataset_type": args.dataset_type,
-        "dataset": str(Path(args.dataset)),
-        "use_2007_metric": args.use_2007_metric,
-        "iou_threshold": args.iou_threshold,
-        "nms_method": args.nms_method,
+    predictor = create_predictor(net_type, net, nms_method=settings.nms_method, device=device,
+                                 max_detections=settings.max_detections)
+    evaluation = evaluate(predictor, dataset, class_names, metric=settings.metric,
+                          iou_threshold=settings.iou_threshold, use_2007_metric=settings.use_2007_metric,
+                          batch_size=settings.batch_size, num_workers=settings.num_workers)
+    summary = {
+        "net": net_type,
+        "trained_model": str(Path(settings.trained_model)),
+        "dataset_type": settings.dataset_type,
+        "dataset": str(Path(settings.dataset)),
+        "use_2007_metric": settings.use_2007_metric,
+        "iou_threshold": settings.iou_threshold,
+        "nms_method": settings.nms_method,
         "image_size": list(net.config.image_size),
-        "device": str(device),
-        "batch_size": batch_size,
-        "num_workers": num_workers,
+        "device": settings.device,
+        "batch_size": settings.batch_size,
+        "num_workers": settings.num_workers,
     }
-    return report(args, evaluation, settings)
+    return report(settings, evaluation, summary)
 
 
-def evaluate_exported_model(args: argparse.Namespace) -> int:
+def evaluate_exported_model(args: EvalSettings) -> int:
     """``--backend onnx``: the exported file in ONNX Runtime, through the same evaluation and outputs."""
-    from vision.evaluation.exported import describe_precision, exported_label_file, input_size_of, open_exported_model
-    from vision.inference import onnx_providers
+    # onnxruntime is an optional dependency, needed by --backend onnx only
+    from vision.export.exported import (
+        describe_precision,
+        exported_label_file,
+        input_size_of,
+        onnx_providers,
+        open_exported_model,
+    )
 
     if args.nms_method not in (None, "hard"):
         raise ValueError(f"--nms_method {args.nms_method}: an exported model runs hard NMS only")
     label_file = args.label_file or exported_label_file(args.trained_model)
     dataset = open_dataset(args.dataset_type, args.dataset, label_file)
     class_names = read_label_file(label_file) if label_file else list(dataset.class_names)
-    device = args.device or (None if args.use_cuda else "cpu")
+    device = args.device
     _, device_name = onnx_providers(device)
     predictor = open_exported_model(args.trained_model, class_names, net_type=args.net, device=device,
-                                    num_threads=args.onnx_threads, optimization=args.onnx_optimization)
+                                    num_threads=args.onnx_threads, optimization=args.onnx_optimization,
+                                    resolution=format_size(args.image_size) if args.image_size else None)
     batch_size = args.batch_size or default_batch_size(device_name)
     num_workers = default_num_workers(device_name) if args.num_workers is None else args.num_workers
     evaluation = evaluate(predictor, dataset, class_names, metric=args.metric, iou_threshold=args.iou_threshold,
@@ -171,7 +225,7 @@ def evaluate_exported_model(args: argparse.Namespace) -> int:
     return report(args, evaluation, settings)
 
 
-def report(args: argparse.Namespace, evaluation, settings: dict) -> int:
+def report(args: EvalSettings, evaluation, settings: dict) -> int:
     """Write the outputs to --eval_dir and print the AP table (stdout) and the timing (stderr)."""
     write_outputs(args.eval_dir, evaluation, settings)
     print(evaluation.table())

@@ -25,10 +25,23 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vision.datasets.open_images_download_files import DownloadError, fetch_file, write_atomically
 from vision.datasets.open_images_download_images import (
-    DEFAULT_BUCKET, DownloadReport, ImageTask, download_images, make_s3_client)
+    DEFAULT_BUCKET,
+    DownloadReport,
+    ImageTask,
+    download_images,
+    make_s3_client,
+)
 from vision.datasets.open_images_download_selection import (
-    SPLITS, SelectionError, format_counts, limit_images, parse_class_requests, read_annotations,
-    read_class_descriptions, resolve_classes, select_boxes)
+    SPLITS,
+    SelectionError,
+    format_counts,
+    limit_images,
+    parse_class_requests,
+    read_annotations,
+    read_class_descriptions,
+    resolve_classes,
+    select_boxes,
+)
 
 logger = logging.getLogger("open_images_downloader")
 

@@ -17,65 +17,103 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from typing import List, Optional
 
 import cv2
 import numpy as np
 
 from vision.cli.errors import run_reporting_errors
-from vision.inference import BACKENDS, Detector, load_detector
-from vision.video import (FrameReader, SourceError, VideoFileSink, WindowSink, aspect_ratio_note, gui_available,
-                          open_source, run_stream)
+from vision.cli.flags import (
+    add_backend_argument,
+    add_detection_arguments,
+    add_device_argument,
+    add_input_size_argument,
+    add_model_arguments,
+    add_onnx_runtime_arguments,
+)
+from vision.runtime.detector import Detector, load_detector
+from vision.runtime.video import (
+    FrameReader,
+    SourceError,
+    VideoFileSink,
+    WindowSink,
+    aspect_ratio_note,
+    gui_available,
+    open_source,
+    run_stream,
+)
 
 DEFAULT_OUTPUT = "run_ssd_live_demo_output.mp4"
+
+
+@dataclass(frozen=True)
+class LiveDemoSettings:
+    """The command's flags, parsed once; the names are the flags'. ``source``: a video file, URL or camera
+    index as typed."""
+
+    net_type: str
+    model_path: str
+    label_path: str
+    source: str = "0"
+    headless: bool = False
+    output: str = DEFAULT_OUTPUT
+    prob_threshold: float = 0.4
+    top_k: int = 10
+    candidate_size: Optional[int] = None
+    device: Optional[str] = None
+    backend: str = "pytorch"
+    onnx_threads: int = 0
+    onnx_optimization: str = "all"
+    max_frames: int = 0
+    camera_width: int = 1280
+    camera_height: int = 720
+    mb2_width_mult: float = 1.0
+    resolution: Optional[str] = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "LiveDemoSettings":
+        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
 
 
 # -- command line -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Detect objects live in a camera, video file or stream.")
-    parser.add_argument("net_type", help="vgg16-ssd, mb1-ssd, mb1-ssd-lite, mb2-ssd-lite, mb3-large-ssd-lite, "
-                                         "mb3-small-ssd-lite or sq-ssd-lite")
-    parser.add_argument("model_path", help="the trained .pth, a zoo name or URL (python -m vision.zoo list), or with --backend onnx the exported .onnx")
-    parser.add_argument("label_path", help="the model's label file (class names, BACKGROUND first); - for a zoo entry's labels")
+    add_model_arguments(parser)
     parser.add_argument("source", nargs="?", default="0", help="video file, URL or camera index (default 0)")
     parser.add_argument("--headless", action="store_true", help="never open a window; write --output instead")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"video written when headless (default {DEFAULT_OUTPUT})")
-    parser.add_argument("--prob_threshold", type=float, default=0.4, help="minimum score of a detection")
-    parser.add_argument("--top_k", type=int, default=10, help="most detections per class (-1: all)")
-    parser.add_argument("--candidate_size", type=int, default=None, help="boxes per class before NMS (default 200)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda:0 when available)")
-    parser.add_argument("--backend", default="pytorch", choices=BACKENDS,
-                        help="pytorch (a .pth) or onnx (an .onnx made by convert_to_caffe2_models.py)")
-    parser.add_argument("--onnx_threads", type=int, default=0,
-                        help="with --backend onnx: ONNX Runtime intra-op threads (0: one per physical core)")
-    parser.add_argument("--onnx_optimization", default="all", choices=("disable", "basic", "extended", "all"),
-                        help="with --backend onnx: ONNX Runtime graph optimisation level")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT,
+                        help=f"video written when headless (default {DEFAULT_OUTPUT})")
+    add_detection_arguments(parser)
+    add_device_argument(parser)
+    add_backend_argument(parser)
+    add_onnx_runtime_arguments(parser)
     parser.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: no limit)")
     parser.add_argument("--camera_width", type=int, default=1280, help="frame width asked of a camera")
     parser.add_argument("--camera_height", type=int, default=720, help="frame height asked of a camera")
-    parser.add_argument("--mb2_width_mult", type=float, default=1.0, help="width multiplier of mb2-ssd-lite")
-    parser.add_argument("--resolution", default=None,
-                        help="input size, N or WxH (e.g. 512, 512x288); default: the size in the model's .pth.json "
-                             "sidecar (an .onnx: its own), else the net's native size")
+    add_input_size_argument(parser)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_reporting_errors(run, build_parser().parse_args(argv))
+    return run_reporting_errors(run, LiveDemoSettings.from_args(build_parser().parse_args(argv)))
 
 
-def run(args: argparse.Namespace) -> int:
-    detector: Detector = load_detector(args.net_type, args.model_path, args.label_path, args.backend, args.device,
-                                       args.candidate_size, args.mb2_width_mult, args.resolution,
-                                       onnx_threads=args.onnx_threads, onnx_optimization=args.onnx_optimization)
-    capture, description, live = open_source(args.source, args.camera_width, args.camera_height)
+def run(settings: LiveDemoSettings) -> int:
+    """Detect in every frame of the source, show it or write the annotated video, print the summary;
+    returns 0 (also when interrupted), or raises SourceError/OSError/ValueError with one line."""
+    detector: Detector = load_detector(settings.net_type, settings.model_path, settings.label_path, settings.backend,
+                                       settings.device, settings.candidate_size, settings.mb2_width_mult,
+                                       settings.resolution, onnx_threads=settings.onnx_threads,
+                                       onnx_optimization=settings.onnx_optimization)
+    capture, description, live = open_source(settings.source, settings.camera_width, settings.camera_height)
     source_fps = capture.get(cv2.CAP_PROP_FPS)
-    headless = args.headless or not gui_available()
-    sink = VideoFileSink(args.output, source_fps) if headless else WindowSink()
+    headless = settings.headless or not gui_available()
+    sink = VideoFileSink(settings.output, source_fps) if headless else WindowSink()
     report = (lambda line: print(line, flush=True)) if headless else None
-    target = f"writing the annotated video to {args.output}" if headless else f"showing the {sink.description}"
+    target = f"writing the annotated video to {settings.output}" if headless else f"showing the {sink.description}"
     input_width, input_height = detector.input_size
-    print(f"Reading {description} with {args.net_type} at {input_width}x{input_height} ({detector.backend}, "
+    print(f"Reading {description} with {settings.net_type} at {input_width}x{input_height} ({detector.backend}, "
           f"{detector.device}); {target}", flush=True)
     note = aspect_ratio_note((int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))),
                              detector.input_size)
@@ -83,26 +121,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"Note: {note}", flush=True)
 
     def detect(image_rgb: np.ndarray):
-        return detector.detect(image_rgb, args.top_k, args.prob_threshold)
+        return detector.detect(image_rgb, settings.top_k, settings.prob_threshold)
 
     interrupted = False
-    with FrameReader(capture, drop_frames=live) as reader:
+    # The sink publishes its video when the body returns (an interrupted run included) and drops it when
+    # the body raises.
+    with FrameReader(capture, drop_frames=live) as reader, sink:
         try:
-            stats = run_stream(reader, detect, detector.class_names, sink, report, args.max_frames)
+            stats = run_stream(reader, detect, detector.class_names, sink, report, settings.max_frames)
         except KeyboardInterrupt:
             interrupted, stats = True, None
-        finally:
-            sink.close()
     if reader.error is not None:
         raise SourceError(f"{description}: reading failed ({reader.error})")
     if interrupted:
-        print("Interrupted." + (f" The video so far is in {args.output}" if headless else ""))
+        print("Interrupted." + (f" The video so far is in {settings.output}" if headless else ""))
         return 0
     if stats.frames == 0:
         raise SourceError(f"{description}: no frame could be read")
     dropped = f", {reader.dropped} frames dropped to keep up" if reader.dropped else ""
-    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} FPS), {stats.detections} detections{dropped}"
-          + (f"; wrote {args.output}" if headless else ""))
+    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} FPS), {stats.detections} "
+          f"detections{dropped}" + (f"; wrote {settings.output}" if headless else ""))
     return 0
 
 

@@ -1,6 +1,8 @@
-"""``train_ssd.py``: train an SSD / SSD-Lite detector on VOC-format or Open Images data.
+"""``train_ssd.py``: train an SSD / SSD-Lite detector on VOC, Open Images, COCO JSON, YOLO or CSV data.
 
-Flags, names and defaults are the original toolkit's; new ones are marked "new" in their help.
+Flags, names and defaults are the original toolkit's, plus this project's (docs/training.md). The flags are
+parsed once into a frozen :class:`~vision.training.settings.TrainingSettings` with every value resolved
+(device, input size, memory format, local weight files), which the run is built from.
 Multi-GPU / multi-node: ``torchrun --nproc_per_node=N train_ssd.py ...`` (DistributedDataParallel).
 """
 from __future__ import annotations
@@ -12,13 +14,15 @@ import sys
 import warnings
 from typing import List, Optional
 
-from vision.cli.flags import str2bool
+from vision.cli.flags import add_device_argument, add_input_size_argument, add_width_mult_argument, str2bool
 from vision.datasets import DatasetError
 from vision.datasets.factory import DATASET_TYPES
+from vision.ssd import weights
 from vision.ssd.registry import NET_TYPES
 from vision.training.distributed import DistributedContext, init_distributed, shutdown
 from vision.training.loops import NonFiniteLossError
-from vision.training.run import TrainingRun, choose_device, seed_everything
+from vision.training.run import TrainingRun, choose_device, resumed_input_size, seed_everything
+from vision.training.settings import TrainingSettings
 from vision.utils.checkpoint import CheckpointError
 from vision.utils.image_size import parse_resolution
 
@@ -31,21 +35,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Dataset format: voc, open_images, coco, yolo, csv, or auto (default: detected per root)")
     parser.add_argument("--datasets", nargs="+", help="Dataset directory path(s); several are concatenated")
     parser.add_argument("--validation_dataset", help="Dataset directory path")
-    parser.add_argument("--balance_data", action="store_true", help="Balance training data by down-sampling more frequent labels.")
+    parser.add_argument("--balance_data", action="store_true",
+                        help="Balance training data by down-sampling more frequent labels.")
     parser.add_argument("--net", default="vgg16-ssd", choices=list(NET_TYPES), help="The network architecture")
     parser.add_argument("--freeze_base_net", action="store_true", help="Freeze base net layers.")
     parser.add_argument("--freeze_net", action="store_true", help="Freeze all the layers except the prediction head.")
-    parser.add_argument("--mb2_width_mult", default=1.0, type=float, help="Width Multiplifier for MobilenetV2")
+    add_width_mult_argument(parser)
     parser.add_argument("--lr", "--learning-rate", default=1e-3, type=float, help="initial learning rate")
     parser.add_argument("--momentum", default=0.9, type=float, help="Momentum value for optim")
     parser.add_argument("--weight_decay", default=5e-4, type=float, help="Weight decay for SGD")
     parser.add_argument("--gamma", default=0.1, type=float, help="Gamma update for SGD (multi-step scheduler)")
     parser.add_argument("--base_net_lr", default=None, type=float, help="initial learning rate for base net.")
-    parser.add_argument("--extra_layers_lr", default=None, type=float, help="initial learning rate for the layers not in base net and prediction heads.")
-    parser.add_argument("--base_net", help="Pretrained base model: a file, a zoo name or URL (python -m vision.zoo list)")
+    parser.add_argument("--extra_layers_lr", default=None, type=float,
+                        help="initial learning rate for the layers not in base net and prediction heads.")
+    parser.add_argument("--base_net",
+                        help="Pretrained base model: a file, a zoo name or URL (python -m vision.zoo list)")
     parser.add_argument("--pretrained_ssd", help="Pre-trained base model: a file, a zoo name or URL")
     parser.add_argument("--resume", default=None, type=str,
-                        help="Checkpoint to resume from: last.pth continues the run; a bare state_dict loads weights and starts at epoch 0")
+                        help="Checkpoint to resume from: last.pth continues the run; a bare state_dict loads weights "
+                             "and starts at epoch 0")
     parser.add_argument("--scheduler", default="multi-step", choices=["multi-step", "cosine"],
                         help="Scheduler for SGD. It can one of multi-step and cosine")
     parser.add_argument("--milestones", default="80,100", type=str, help="milestones for MultiStepLR")
@@ -57,44 +65,64 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug_steps", default=100, type=int, help="Set the debug log output frequency.")
     parser.add_argument("--use_cuda", default=True, type=str2bool, help="Use CUDA to train model")
     parser.add_argument("--checkpoint_folder", default="models/", help="Directory for saving checkpoint models")
-    # New flags.
-    parser.add_argument("--seed", default=None, type=int, help="(new) seed Python, numpy and torch for a reproducible run")
-    parser.add_argument("--device", default=None, help="(new) cpu, cuda or cuda:N; overrides --use_cuda")
-    parser.add_argument("--amp", action="store_true", help="(new) mixed precision on CUDA: bf16 where supported, else fp16 with a grad scaler")
+    # This project's flags.
+    parser.add_argument("--seed", default=None, type=int, help="seed Python, numpy and torch for a reproducible run")
+    add_device_argument(parser)
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision on CUDA: bf16 where supported, else fp16 with a grad scaler")
     parser.add_argument("--channels_last", type=str2bool, nargs="?", const=True, default=None,
-                        help="(new) channels-last memory format; default: on when training on the CPU (measured faster "
-                             "end to end there), off on CUDA (give it with --amp on recent GPUs); --channels_last false turns it off")
-    parser.add_argument("--log_dir", default=None, help="(new) write TensorBoard logs here")
+                        help="channels-last memory format; default: on when training on the CPU (faster end to end "
+                             "there, docs/benchmarks.md), off on CUDA (give it with --amp on recent GPUs); "
+                             "--channels_last false turns it off")
+    parser.add_argument("--log_dir", default=None, help="write TensorBoard logs here")
     parser.add_argument("--background_negatives", default=0, type=int,
-                        help="(new) every image contributes at least K hard negatives, so background-only images teach the net")
-    parser.add_argument("--no_augmentation", action="store_true", help="(new) train on resized images only (debugging, exact comparisons)")
+                        help="every image contributes at least K hard negatives, so background-only images teach the "
+                             "net")
+    parser.add_argument("--no_augmentation", action="store_true",
+                        help="train on resized images only (debugging, exact comparisons)")
     parser.add_argument("--gpu_data", action="store_true",
-                        help="(new) workers only read files; decoding, augmentation and prior matching run batched on "
+                        help="workers only read files; decoding, augmentation and prior matching run batched on "
                              "the training device. See docs/training.md")
-    parser.add_argument("--freeze_bn", action="store_true", help="(new) keep BatchNorm layers in eval mode while training")
-    parser.add_argument("--no_progress", action="store_true", help="(new) no progress bars (e.g. in log files)")
-    parser.add_argument("--resolution", default=None,
-                        help="(new) input size: N for NxN (e.g. 512) or WxH (e.g. 640x360); default: the net's native "
-                             "size (300), or with --resume the size that run was trained at. See docs/input_size.md")
+    parser.add_argument("--freeze_bn", action="store_true", help="keep BatchNorm layers in eval mode while training")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars (e.g. in log files)")
+    add_input_size_argument(parser)
     return parser
 
 
-def validate_args(args: argparse.Namespace) -> None:
+def check_flags(args: argparse.Namespace) -> None:
+    """One-line ValueErrors for flag values that cannot work, before anything is read or downloaded."""
     if not args.datasets:
         raise ValueError("--datasets is required: one or more dataset folders")
     if args.batch_size < 1 or args.num_epochs < 0 or args.validation_epochs < 1:
         raise ValueError("--batch_size and --validation_epochs must be at least 1, --num_epochs at least 0")
     if args.resolution:
-        parse_resolution(args.resolution)  # a one-line error before any data is read
-    from vision.zoo import resolve_weights
+        parse_resolution(args.resolution)
 
-    for flag in ("base_net", "pretrained_ssd"):  # zoo names and URLs: downloaded before any data is read
-        if getattr(args, flag):
-            setattr(args, flag, resolve_weights(getattr(args, flag)))
-    for flag in ("base_net", "pretrained_ssd", "resume"):
-        path = getattr(args, flag)
-        if path and not os.path.isfile(path):
-            raise CheckpointError(f"{path}: no such checkpoint file (--{flag})")
+
+def local_weight_file(flag: str, source: Optional[str]) -> Optional[str]:
+    """The local file for a weight flag's value (a zoo name or URL is downloaded now, before any data is
+    read); CheckpointError naming the flag when there is no such file."""
+    if not source:
+        return None
+    path = weights.resolve(source)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file (--{flag})")
+    return path
+
+
+def training_settings(args: argparse.Namespace, context: DistributedContext) -> TrainingSettings:
+    """The run's settings from the parsed flags, every value resolved: weight files downloaded, the device
+    for this process, the input size (``--resolution``, else the resumed checkpoint's), the memory format."""
+    base_net = local_weight_file("base_net", args.base_net)
+    pretrained_ssd = local_weight_file("pretrained_ssd", args.pretrained_ssd)
+    resume = local_weight_file("resume", args.resume) if args.resume else None
+    device = choose_device(args.device, args.use_cuda, context.local_rank)
+    image_size = parse_resolution(args.resolution) if args.resolution else resumed_input_size(resume)
+    channels_last = device.type == "cpu" if args.channels_last is None else bool(args.channels_last)
+    flags = {name: value for name, value in vars(args).items() if name in TrainingSettings.__dataclass_fields__}
+    flags.update(base_net=base_net, pretrained_ssd=pretrained_ssd, resume=resume, device=str(device),
+                 image_size=image_size, channels_last=channels_last, datasets=tuple(args.datasets))
+    return TrainingSettings(**flags)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -103,17 +131,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.simplefilter("default")
     context = DistributedContext()
     try:
-        validate_args(args)
-        provisional = choose_device(args)
-        context = init_distributed(provisional.type)
-        device = choose_device(args, context.local_rank)
-        if args.seed is not None:
-            seed_everything(args.seed, context.rank)
+        check_flags(args)
+        context = init_distributed(choose_device(args.device, args.use_cuda).type)
+        settings = training_settings(args, context)
+        if settings.seed is not None:
+            seed_everything(settings.seed, context.rank)
         if not context.is_main:
             logging.getLogger().setLevel(logging.WARNING)
-        log.info("Using %s%s", device, f" ({context.world_size} processes)" if context.enabled else "")
-        run = TrainingRun(args, context, device)
-        run.run()
+        log.info("Using %s%s", settings.device, f" ({context.world_size} processes)" if context.enabled else "")
+        TrainingRun(settings, context).run()
         return 0
     except (DatasetError, CheckpointError, NonFiniteLossError, ValueError) as error:
         print(f"train_ssd.py: error: {error}", file=sys.stderr)

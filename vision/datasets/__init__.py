@@ -1,9 +1,9 @@
 """Data sets (VOC, Open Images, COCO JSON, YOLO, CSV, synthetic shapes), class-label files and batching."""
 from .coco import COCODataset
 from .collation import collate_training_batch, worker_init_fn
-from .errors import BadDataWarning, BadImageError, DatasetError
 from .csv_dataset import CSVDataset
 from .detect import detect_format
+from .errors import BadDataWarning, BadImageError, DatasetError
 from .factory import ConcatDetectionDataset, build_dataset
 from .labels import BACKGROUND, VOC_CLASS_NAMES, store_labels
 from .open_images import OpenImagesDataset

@@ -13,9 +13,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..transforms.box_ops import clip_boxes, valid_box_mask
 from .errors import DatasetError, warn_bad_data
 from .images import apply_transforms, read_or_skip, read_rgb_image, transform_image
-from ..transforms.box_ops import clip_boxes, valid_box_mask
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_ERRORS_SHOWN = 10
@@ -110,7 +110,8 @@ def select_split(contents: DatasetContents, is_test: bool) -> List[str]:
                                f"{'evaluate' if is_test else 'train on'}; add image ids to it")
         purpose = "evaluation (a split named *test*, else *val*)" if is_test else "training (a split named *train*)"
         found = ", ".join(f"{name} ({len(contents.splits[name])} images)" for name in names) or "none"
-        raise DatasetError(f"{contents.format} data set {contents.root}: no images for {purpose}; splits found: {found}")
+        raise DatasetError(f"{contents.format} data set {contents.root}: no images for {purpose}; "
+                           f"splits found: {found}")
     return ids
 
 
@@ -124,7 +125,8 @@ def find_image(stem_path: Path) -> Path:
     return stem_path.with_name(stem_path.name + ".jpg")
 
 
-def unknown_class_error(what: str, unknown: Sequence[str], class_source: str, class_names: Sequence[str]) -> DatasetError:
+def unknown_class_error(what: str, unknown: Sequence[str], class_source: str,
+                        class_names: Sequence[str]) -> DatasetError:
     shown = "; ".join(unknown[:MAX_ERRORS_SHOWN])
     more = f" (and {len(unknown) - MAX_ERRORS_SHOWN} more)" if len(unknown) > MAX_ERRORS_SHOWN else ""
     return DatasetError(f"{what}: {len(unknown)} object(s) have a class not in {class_source} "
@@ -247,6 +249,11 @@ class AnnotatedImageDataset:
         if annotation is None:
             return image_id, ImageEntry.empty_arrays()
         return image_id, (annotation.boxes.copy(), annotation.labels.copy(), annotation.is_difficult.copy())
+
+    def annotated_size(self, index) -> Optional[Tuple[int, int]]:
+        """``(width, height)`` of sample ``index``'s image as its annotation (or the header read with it)
+        gives it; None when unknown."""
+        return self._entries[self.ids[index]].size
 
     def is_bad_annotation(self, index) -> bool:
         """True when sample `index` had a malformed or missing annotation (it is skipped)."""

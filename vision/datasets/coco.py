@@ -20,9 +20,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.atomic import write_text
+from ..utils.labels import BACKGROUND, read_label_file
 from .annotated import DatasetContents, ImageEntry, LoadedImage, SplitDataset
 from .errors import DatasetError, warn_bad_data
-from ..utils.labels import BACKGROUND, read_label_file
 
 _REQUIRED_KEYS = ("images", "annotations", "categories")
 
@@ -250,4 +251,4 @@ def write_coco(contents: DatasetContents, destination: Path, loaded: Dict[str, L
                                     "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": int(crowd)})
         document = {"info": {"description": f"converted from {contents.format} {contents.root}"},
                     "images": images, "annotations": annotations, "categories": categories}
-        (destination / "annotations" / f"instances_{split}.json").write_text(json.dumps(document), encoding="utf-8")
+        write_text(destination / "annotations" / f"instances_{split}.json", json.dumps(document))

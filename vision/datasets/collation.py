@@ -56,8 +56,8 @@ def worker_init_fn(worker_id: int) -> None:
     (without this every worker would repeat the same augmentations).
 
     OpenCV's thread count is deliberately left alone: cv2.setNumThreads in a forked worker can deadlock when
-    the parent process had already used OpenCV's thread pool (measured: 1 hang in 10 runs, and the
-    test suite hung), and one or two OpenCV threads make no measurable difference to a sample's 4-5 ms.
+    the parent process had already used OpenCV's thread pool, and one or two OpenCV threads make no
+    measurable difference to a sample.
     """
     torch.set_num_threads(1)
     seed = torch.initial_seed() % 2 ** 32

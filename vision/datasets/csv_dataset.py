@@ -15,10 +15,11 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..utils.atomic import write_text
+from ..utils.labels import BACKGROUND, read_label_file
 from .annotated import DatasetContents, ImageEntry, LoadedImage, SplitDataset
 from .errors import BadImageError, DatasetError
 from .images import read_image_size
-from ..utils.labels import BACKGROUND, read_label_file
 
 COLUMNS = ["image", "xmin", "ymin", "xmax", "ymax", "label"]
 _COORDINATES = ["xmin", "ymin", "xmax", "ymax"]
@@ -179,5 +180,5 @@ def write_csv_dataset(contents: DatasetContents, destination: Path, loaded: Dict
                                 "ymax": box[3], "label": contents.class_names[label], "difficult": int(flag)})
         table = pd.DataFrame.from_records(records, columns=COLUMNS + ["difficult"])
         table["difficult"] = table["difficult"].astype("Int64")
-        table.to_csv(destination / f"{split}.csv", index=False)
+        write_text(destination / f"{split}.csv", table.to_csv(index=False))
     store_labels(destination / "labels.txt", contents.class_names)

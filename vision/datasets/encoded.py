@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
 from vision.transforms.one_pass import AugmentationParameters, sample_parameters
 
+from ..transforms.box_ops import clip_boxes, valid_box_mask
 from .errors import BadImageError, warn_bad_data
 from .images import read_image_bytes
-from ..transforms.box_ops import clip_boxes, valid_box_mask
 
 _JPEG_START = b"\xff\xd8"
 

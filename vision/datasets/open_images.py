@@ -9,10 +9,10 @@ from typing import List
 
 import numpy as np
 
+from ..transforms.box_ops import clip_boxes, valid_box_mask
+from ..utils.labels import BACKGROUND, read_label_file
 from .errors import BadImageError, DatasetError, warn_bad_data
 from .images import apply_transforms, read_image_size, read_or_skip, read_rgb_image, transform_image
-from ..utils.labels import BACKGROUND, read_label_file
-from ..transforms.box_ops import clip_boxes, valid_box_mask
 
 _COLUMNS = ["ImageID", "XMin", "YMin", "XMax", "YMax", "ClassName"]
 _MAX_IDS_SHOWN = 10
@@ -144,7 +144,9 @@ class OpenImagesDataset:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _relative_annotation(self, index):
+    def relative_annotation(self, index):
+        """``(boxes float32 (n, 4) corner form relative to the image (0..1), labels int64 (n,))`` of sample
+        ``index``, read from the CSV (no image is read)."""
         start, end = self._starts[index], self._starts[index + 1]
         return self._boxes[start:end].copy(), self._labels[start:end].copy()
 
@@ -153,7 +155,7 @@ class OpenImagesDataset:
         image = read_or_skip(self._read_image, image_id)
         if image is None:
             return None
-        boxes, labels = self._relative_annotation(index)
+        boxes, labels = self.relative_annotation(index)
         height, width = image.shape[:2]
         boxes *= np.array([width, height, width, height], dtype=np.float32)
         return apply_transforms(self.transform, self.target_transform, image, boxes, labels)
@@ -169,7 +171,7 @@ class OpenImagesDataset:
         The size comes from the image header only; for an unreadable image the arrays are empty (a warning
         names it, and get_image gives None, so evaluation skips it)."""
         image_id = self.ids[index]
-        boxes, labels = self._relative_annotation(index)
+        boxes, labels = self.relative_annotation(index)
         try:
             width, height = read_image_size(self.image_path(image_id))
         except BadImageError as error:

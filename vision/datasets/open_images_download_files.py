@@ -1,14 +1,14 @@
 """Files that appear whole or not at all, and HTTP downloads of the Open Images annotation CSVs.
 
-Every file is first written as `<name>.part` and renamed only once complete and flushed to disk,
-so a file under its final name is always complete: a re-run treats it as done, and a killed run
-leaves at most a `.part` file that the next attempt overwrites.
+Every file is first written under a temporary name beside it (``vision.utils.atomic``: ``.<name>.tmp-<random>``)
+and renamed only once complete and flushed to disk, so a file under its final name is always complete: a
+re-run treats it as done. A killed run can leave a temporary file behind; the next attempt at that file
+removes it before it starts.
 """
 from __future__ import annotations
 
 import http.client
 import logging
-import os
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
+
+from vision.utils.atomic import remove_stale_temporaries, staged_path
 
 logger = logging.getLogger(__name__)
 
@@ -32,28 +34,13 @@ class _CutShort(Exception):
     """The connection closed before the announced Content-Length arrived."""
 
 
-def part_path(path: Path) -> Path:
-    """The temporary name a file is written under before it is renamed to `path`."""
-    return path.with_name(path.name + ".part")
-
-
-def publish(part: Path, path: Path) -> None:
-    """Flush `part` to disk and rename it to `path` atomically (same folder, so one rename)."""
-    # fsync before the rename: otherwise a power cut could leave a complete-looking empty file.
-    with open(part, "rb") as written:
-        os.fsync(written.fileno())
-    os.replace(part, path)
-
-
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(temporary_path)`, then publish it as `path`; on any error no file is left."""
-    part = part_path(path)
-    try:
-        write(part)
-        publish(part, path)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    """Call `write(temporary_path)`, then publish it as `path` (flushed, then one rename); on any error,
+    Ctrl-C included, no file is left and `path` stays as it was. A killed run's temporary file of `path`
+    is removed first. Raises WriteError (an OSError) when the file cannot be created or renamed."""
+    remove_stale_temporaries(path.parent, path.name)
+    with staged_path(path) as temporary:
+        write(Path(temporary))
 
 
 def backoff_delay(attempt: int, backoff_s: float) -> float:
@@ -89,7 +76,7 @@ def _stream_to(url: str, part: Path, label: str, progress: bool) -> None:
 def fetch_file(url: str, path: Path, *, attempts: int, backoff_s: float, progress: bool = True) -> bool:
     """Download `url` to `path` unless `path` already exists; returns True when it downloaded.
 
-    The body is streamed to `<path>.part` (never held in memory) and renamed when complete.
+    The body is streamed to a temporary file beside `path` (never held in memory) and renamed when complete.
     Network errors, 5xx answers and cut-short transfers are retried `attempts` times in all, with
     doubling back-off from `backoff_s`; 4xx answers and missing file:// paths are not.
     Raises DownloadError (one line with the URL) when it gives up; no partial file is left then.
@@ -98,27 +85,22 @@ def fetch_file(url: str, path: Path, *, attempts: int, backoff_s: float, progres
         logger.info("%s is already complete, not downloading it again", path)
         return False
     logger.info("downloading %s to %s", url, path)
-    part = part_path(path)
+    remove_stale_temporaries(path.parent, path.name)
     last_error = ""
     for attempt in range(1, max(attempts, 1) + 1):
         try:
-            _stream_to(url, part, path.name, progress)
-            publish(part, path)
+            with staged_path(path) as part:  # a failed attempt's partial file is removed here
+                _stream_to(url, Path(part), path.name, progress)
             return True
         except urllib.error.HTTPError as error:
-            part.unlink(missing_ok=True)
             if _is_permanent(error):
                 raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
             last_error = f"HTTP {error.code} {error.reason}"
         except (urllib.error.URLError, http.client.HTTPException, OSError, _CutShort) as error:
-            part.unlink(missing_ok=True)
             reason = error.reason if isinstance(error, urllib.error.URLError) else error
             if isinstance(error, urllib.error.URLError) and isinstance(reason, FileNotFoundError):
                 raise DownloadError(f"{url}: no such file") from None  # a file:// path will not appear
             last_error = str(reason)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
         if attempt < attempts:
             delay = backoff_delay(attempt, backoff_s)
             logger.warning("%s: attempt %d failed (%s); retrying in %.1f s", url, attempt, last_error, delay)

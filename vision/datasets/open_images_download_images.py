@@ -1,7 +1,8 @@
 """Download Open Images JPEGs from an S3 bucket with unsigned requests, in a pool of threads.
 
 An image lands at `<root>/<split>/<ImageID>.jpg` only once it is complete and decodes as a JPEG
-(written as `.part`, then renamed); one already there is skipped, so re-running resumes.
+(written under a temporary name beside it, then renamed: ``vision.utils.atomic``); one already there is
+skipped, so re-running resumes, and the temporary files a killed run left are removed first.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
-from vision.datasets.open_images_download_files import backoff_delay, part_path, publish
+from vision.datasets.open_images_download_files import backoff_delay
+from vision.utils.atomic import remove_stale_temporaries, staged_path
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +104,9 @@ def _is_final(error: ClientError) -> bool:
 
 
 def _fetch_once(client: BaseClient, bucket: str, key: str, dest: Path, stop: threading.Event) -> None:
-    """One attempt: stream the object into `<dest>.part`, check it, rename it to `dest`."""
-    part = part_path(dest)
-    try:
+    """One attempt: stream the object into a temporary file beside `dest`, check it, rename it to `dest`.
+    A bad or partial download is deleted before the next attempt."""
+    with staged_path(dest) as part:
         response = client.get_object(Bucket=bucket, Key=key)
         expected = response.get("ContentLength")
         received = 0
@@ -117,13 +119,8 @@ def _fetch_once(client: BaseClient, bucket: str, key: str, dest: Path, stop: thr
                 received += len(chunk)
         if expected is not None and received != expected:
             raise _BadContent(f"transfer cut short: {received} of {expected} bytes")
-        if not is_decodable_jpeg(part.read_bytes()):
+        if not is_decodable_jpeg(Path(part).read_bytes()):
             raise _BadContent("not a decodable JPEG")
-        publish(part, dest)
-    except BaseException:
-        # A bad or partial download is deleted before the next attempt.
-        part.unlink(missing_ok=True)
-        raise
 
 
 def fetch_image(
@@ -181,7 +178,8 @@ def download_images(
 ) -> DownloadReport:
     """Fetch every task's image into `<root>/<split>/<ImageID>.jpg` with `num_workers` threads.
 
-    Images already present are skipped (a file under its final name is complete). Tasks start in
+    Images already present are skipped (a file under its final name is complete); the temporary files of
+    a killed run in the split folders are removed. Tasks start in
     the order given, duplicates dropped. On KeyboardInterrupt the workers stop at their next chunk,
     delete their partial files, and the interrupt is re-raised.
     """
@@ -194,6 +192,7 @@ def download_images(
             pending.append(task)
     for split in {task.split for task in pending}:
         (root / split).mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(root / split)  # one listing of the folder, not one per image
     logger.info("%d images already present, %d to download", len(report.skipped), len(pending))
     if not pending:
         return report

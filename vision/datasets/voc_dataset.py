@@ -14,11 +14,20 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from .annotated import (IMAGE_SUFFIXES, AnnotatedImageDataset, DatasetContents, ImageEntry, LoadedImage,
-                        evaluation_split_names,
-                        find_image, training_split_names, unknown_class_error)
-from .errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data  # noqa: F401 (re-export)
+from ..utils.atomic import write_bytes, write_text
 from ..utils.labels import read_label_file
+from .annotated import (
+    IMAGE_SUFFIXES,
+    AnnotatedImageDataset,
+    DatasetContents,
+    ImageEntry,
+    LoadedImage,
+    evaluation_split_names,
+    find_image,
+    training_split_names,
+    unknown_class_error,
+)
+from .errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data  # noqa: F401 (re-export)
 from .labels import VOC_CLASS_NAMES
 
 _CLASS_LIST = re.compile(r".+_(train|val|trainval|test)$")
@@ -128,8 +137,10 @@ def read_voc(root, label_file=None) -> DatasetContents:
     notes = []
     xml_stems = {path.stem for path in (root / "Annotations").glob("*.xml")}
     image_stems = {path.stem for path in (root / "JPEGImages").glob("*") if path.suffix.lower() in IMAGE_SUFFIXES}
-    notes += [f"{root / 'Annotations' / stem}.xml: annotation without an image" for stem in sorted(xml_stems - image_stems)]
-    notes += [f"{root / 'JPEGImages' / stem}: image without an annotation file" for stem in sorted(image_stems - xml_stems)]
+    notes += [f"{root / 'Annotations' / stem}.xml: annotation without an image"
+              for stem in sorted(xml_stems - image_stems)]
+    notes += [f"{root / 'JPEGImages' / stem}: image without an annotation file"
+              for stem in sorted(image_stems - xml_stems)]
     return DatasetContents("voc", root, class_names, images, splits, unknown, notes)
 
 
@@ -214,10 +225,8 @@ def write_voc(contents: DatasetContents, destination: Path, loaded: Dict[str, Lo
                 ElementTree.SubElement(bndbox, tag).text = _coordinate_text(value)
         ElementTree.indent(annotation, space="\t")
         path = destination / "Annotations" / f"{image_id}.xml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(ElementTree.tostring(annotation, encoding="utf-8") + b"\n")
+        write_bytes(path, ElementTree.tostring(annotation, encoding="utf-8") + b"\n", fsync=False)
     split_folder = destination / "ImageSets" / "Main"
-    split_folder.mkdir(parents=True, exist_ok=True)
     for split, ids in contents.splits.items():
-        (split_folder / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids if i in loaded), encoding="utf-8")
+        write_text(split_folder / f"{split}.txt", "".join(f"{i}\n" for i in ids if i in loaded))
     store_labels(destination / "labels.txt", contents.class_names)

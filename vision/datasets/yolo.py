@@ -16,11 +16,19 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .annotated import (IMAGE_SUFFIXES, DatasetContents, ImageEntry, LoadedImage, SplitDataset,
-                        evaluation_split_names, training_split_names)
+from ..utils.atomic import write_text
+from ..utils.labels import BACKGROUND, read_label_file
+from .annotated import (
+    IMAGE_SUFFIXES,
+    DatasetContents,
+    ImageEntry,
+    LoadedImage,
+    SplitDataset,
+    evaluation_split_names,
+    training_split_names,
+)
 from .errors import BadImageError, DatasetError
 from .images import read_image_size
-from ..utils.labels import BACKGROUND, read_label_file
 
 # data.yaml keys that are not splits.
 _NOT_SPLITS = {"path", "names", "nc", "download", "yaml_file", "kpt_shape", "flip_idx", "channels", "splits"}
@@ -231,13 +239,12 @@ def write_yolo(contents: DatasetContents, destination: Path, loaded: Dict[str, L
             image = loaded[image_id]
             place(image.path, destination / "images" / split / (image_id + image.path.suffix))
             target = destination / "labels" / split / f"{image_id}.txt"
-            target.parent.mkdir(parents=True, exist_ok=True)
             width, height = image.size
             boxes = image.boxes.astype(np.float64) / np.array([width, height, width, height])
             centre, extent = (boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]
             lines = [f"{label - 1} {cx:.9g} {cy:.9g} {w:.9g} {h:.9g}\n"
                      for label, (cx, cy), (w, h) in zip(image.labels.tolist(), centre.tolist(), extent.tolist())]
-            target.write_text("".join(lines), encoding="utf-8")
+            write_text(target, "".join(lines), fsync=False)
     names = list(contents.class_names[1:])
     document: Dict[str, object] = {split: f"images/{split}" for split in contents.splits}
     split_names = list(contents.splits)
@@ -249,6 +256,4 @@ def write_yolo(contents: DatasetContents, destination: Path, loaded: Dict[str, L
         document[_SPLIT_KEYS_WRITTEN] = split_names
     document["nc"] = len(names)
     document["names"] = names
-    destination.mkdir(parents=True, exist_ok=True)
-    (destination / "data.yaml").write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True),
-                                           encoding="utf-8")
+    write_text(destination / "data.yaml", yaml.safe_dump(document, sort_keys=False, allow_unicode=True))

@@ -22,8 +22,8 @@ class EvalSample:
     """One test image and its ground truth.
 
     index: position in the data set; image_id: the data set's id (VOC: the file stem);
-    image: (H, W, 3) uint8 RGB at original resolution, or None for an unreadable sample; boxes: (n, 4) float32 corner pixels, 0-based;
-    labels: (n,) int64 class indices (0 is background); difficult: (n,) bool.
+    image: (H, W, 3) uint8 RGB at original resolution, or None for an unreadable sample; boxes: (n, 4) float32 corner
+    pixels, 0-based; labels: (n,) int64 class indices (0 is background); difficult: (n,) bool.
     """
 
     index: int

@@ -64,7 +64,8 @@ class RecordCollector:
             self._image_ids.append(sample.image_id)
             self._sizes.append(sample.image.shape[:2])
             self._gt.append((image_index, sample.labels, sample.boxes, sample.difficult))
-            self._det.append((image_index, _numpy(labels, np.int64), _numpy(probs, np.float32), _numpy(boxes, np.float32)))
+            self._det.append((image_index, _numpy(labels, np.int64), _numpy(probs, np.float32),
+                              _numpy(boxes, np.float32)))
 
     def records(self) -> EvalRecords:
         """The gathered records as flat arrays."""

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from vision.evaluation.records import EvalRecords
+from vision.utils.atomic import atomic_write, staged_path, write_text
 
 SUMMARY_FILE = "summary.json"
 
@@ -56,7 +57,7 @@ def write_detection_files(eval_dir: str | Path, records: EvalRecords, class_name
         ).astype(np.float32)
         image_ids = records.det_image[selected].tolist()
         path = detection_file_path(eval_dir, class_names[label])
-        with open(path, "w") as file:
+        with atomic_write(path) as file:
             file.writelines(
                 f"{records.image_ids[image]} {' '.join([str(value) for value in row])}\n"
                 for image, row in zip(image_ids, values)
@@ -85,9 +86,7 @@ def write_summary(eval_dir: str | Path, summary: dict) -> Path:
             return int(value)
         return value
 
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(clean(summary), indent=2) + "\n")
-    temporary.replace(path)
+    write_text(path, json.dumps(clean(summary), indent=2) + "\n")
     return path
 
 
@@ -127,6 +126,7 @@ def plot_pr_curves(eval_dir: str | Path, curves: Sequence[tuple]) -> list[Path]:
         axes.grid(True, alpha=0.3)
         figure.tight_layout()
         path = eval_dir / f"pr_{_file_safe(class_name)}.png"
-        figure.savefig(path)
+        with staged_path(path, fsync=False) as temporary:
+            figure.savefig(temporary, format="png")
         paths.append(path)
     return paths

@@ -26,8 +26,7 @@ def default_batch_size(device) -> int:
 
 def default_num_workers(device) -> int:
     """Loading workers: up to 4 when a GPU predicts; none on a CPU, where the forward pass already uses
-    every core and decoding (about 1.5 ms a 500x375 JPEG, 5 % of the time) is cheapest in line
-    (measured on 2 cores: 29 images/s without workers, 27 with 2)."""
+    every core and decoding, a small share of the time, is cheapest in line (docs/benchmarks.md)."""
     return min(4, os.cpu_count() or 1) if _is_cuda(device) else 0
 
 

@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from vision.evaluation.records import EvalRecords
 from vision.evaluation.metrics import ClassGroundTruth, average_precision_from_pr, voc_pr_curve
+from vision.evaluation.records import EvalRecords
 
 
 @dataclass

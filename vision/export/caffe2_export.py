@@ -10,6 +10,8 @@ from typing import List, Optional
 
 import onnx
 
+from vision.utils.atomic import write_bytes, write_text
+
 
 def caffe2_backend() -> Optional[type]:
     """Caffe2's ONNX backend class, or None when ``caffe2`` cannot be imported."""
@@ -22,15 +24,14 @@ def caffe2_backend() -> Optional[type]:
 
 def export_caffe2(onnx_path: str, backend: type) -> List[str]:
     """Write ``<stem>_init_net.pb``/``.pbtxt`` and ``<stem>_predict_net.pb``/``.pbtxt`` beside ``onnx_path``
-    (for ``models/mb1-ssd.onnx``: ``models/mb1-ssd_init_net.pb``, the original's names); returns the paths."""
+    (for ``models/mb1-ssd.onnx``: ``models/mb1-ssd_init_net.pb``, the original's names), each atomically;
+    returns the paths."""
     stem = os.path.splitext(onnx_path)[0]
     init_net, predict_net = backend.onnx_graph_to_caffe2_net(onnx.load(onnx_path))
     written = []
     for name, net in (("init_net", init_net), ("predict_net", predict_net)):
         binary_path, text_path = f"{stem}_{name}.pb", f"{stem}_{name}.pbtxt"
-        with open(binary_path, "wb") as stream:
-            stream.write(net.SerializeToString())
-        with open(text_path, "w") as stream:
-            stream.write(str(net))
+        write_bytes(binary_path, net.SerializeToString())
+        write_text(text_path, str(net))
         written += [binary_path, text_path]
     return written

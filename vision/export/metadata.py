@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from vision.utils.atomic import write_text
+
 FORMAT_NAME = "pytorch-ssd-onnx"
 FORMAT_VERSION = 1
 METADATA_KEY = "ssd"
@@ -107,7 +109,8 @@ class ModelMetadata:
         if data.get("format") != FORMAT_NAME:
             raise MetadataError(f"{source}: not the metadata of an exported SSD (no \"format\": \"{FORMAT_NAME}\")")
         if int(data.get("version", 0)) > FORMAT_VERSION:
-            raise MetadataError(f"{source}: metadata version {data['version']} is newer than this reader ({FORMAT_VERSION})")
+            raise MetadataError(f"{source}: metadata version {data['version']} is newer than this reader "
+                                f"({FORMAT_VERSION})")
         known = {name for name in cls.__dataclass_fields__}
         values = {key: value for key, value in data.items() if key in known}
         try:
@@ -129,14 +132,10 @@ def side_file_paths(onnx_path: str | os.PathLike) -> Tuple[str, str]:
     return f"{stem}.json", f"{stem}.labels.txt"
 
 
-def write_metadata(onnx_path: str | os.PathLike, metadata: ModelMetadata) -> str:
-    """Write the JSON beside ``onnx_path`` (atomically) and return its path."""
-    json_path, _ = side_file_paths(onnx_path)
-    temporary = f"{json_path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(metadata.to_json() + "\n")
-    os.replace(temporary, json_path)
-    return json_path
+def write_metadata(onnx_path: str | os.PathLike, metadata: ModelMetadata, json_path: Optional[str] = None) -> str:
+    """Write the JSON beside ``onnx_path`` (or to ``json_path``), atomically, and return its path."""
+    json_path = json_path or side_file_paths(onnx_path)[0]
+    return write_text(json_path, metadata.to_json() + "\n")
 
 
 def read_metadata(onnx_path: str | os.PathLike, embedded: Optional[str] = None) -> ModelMetadata:

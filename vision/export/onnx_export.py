@@ -13,17 +13,16 @@ import contextlib
 import io
 import os
 import warnings
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
 import torch
 
-from vision.export.metadata import (BOXES_NAME, INPUT_NAME, METADATA_KEY, SCORES_NAME, ModelMetadata, PostprocessInfo,
-                                    side_file_paths, write_metadata)
+from vision.export.files import save_model_files
+from vision.export.metadata import BOXES_NAME, INPUT_NAME, METADATA_KEY, SCORES_NAME, ModelMetadata, PostprocessInfo
 from vision.export.postprocess import append_postprocess
 from vision.ssd.ssd import SSD
-from vision.utils.labels import write_label_file
 
 DEFAULT_OPSET = 13
 EXPORTERS = ("auto", "torchscript", "dynamo")
@@ -55,14 +54,17 @@ def resolve_exporter(exporter: str, opset: int) -> str:
 def export_onnx(net: SSD, net_type: str, class_names: Sequence[str], output_path: str | os.PathLike, *,
                 opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, exporter: str = "auto",
                 with_postprocess: bool = False, candidate_size: int = 200,
-                prob_threshold: float = DEFAULT_PROB_THRESHOLD, mb2_width_mult: float = 1.0) -> ModelMetadata:
+                prob_threshold: float = DEFAULT_PROB_THRESHOLD, mb2_width_mult: float = 1.0,
+                side_paths: Optional[Tuple[str, str]] = None) -> ModelMetadata:
     """Write ``output_path`` (.onnx) and its ``.labels.txt`` and ``.json`` side files; return the metadata.
 
     net: an SSD of ``net_type`` (exported as if built with ``is_test=True``; its own flag is restored).
     class_names: BACKGROUND first, one per output class. dynamic_batch: the batch axis is free (else 1).
     with_postprocess: append the selection and NMS (outputs ``boxes`` ``(M, 4)``, ``scores``, ``labels``,
     ``batch_index``); ``candidate_size`` per class, ``prob_threshold`` the default of its threshold input.
-    Each file is written to a temporary name and renamed, so a failed export leaves no partial file.
+    side_paths: ``(json_path, labels_path)`` instead of the names beside ``output_path`` (for a caller that
+    stages the three files itself). Each file is written to a temporary name and renamed
+    (``vision.utils.atomic``), so a failed export leaves no partial file.
     """
     if len(class_names) != net.num_classes:
         raise ValueError(f"{len(class_names)} class names for a net with {net.num_classes} classes")
@@ -100,14 +102,7 @@ def export_onnx(net: SSD, net_type: str, class_names: Sequence[str], output_path
     onnx.helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
     model.producer_name = "pytorch-ssd-toolkit"
 
-    output_path = os.fspath(output_path)
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    temporary = f"{output_path}.tmp"
-    onnx.save_model(model, temporary)
-    os.replace(temporary, output_path)
-    _, labels_path = side_file_paths(output_path)
-    write_label_file(labels_path, list(class_names))
-    write_metadata(output_path, metadata)
+    save_model_files(model, metadata, output_path, side_paths)
     return metadata
 
 

@@ -11,8 +11,15 @@ import cv2
 import numpy as np
 import onnxruntime
 
-from vision.export.metadata import (BATCH_INDEX_NAME, BOXES_NAME, LABELS_NAME, METADATA_KEY, SCORES_NAME,
-                                    ModelMetadata, read_metadata)
+from vision.export.metadata import (
+    BATCH_INDEX_NAME,
+    BOXES_NAME,
+    LABELS_NAME,
+    METADATA_KEY,
+    SCORES_NAME,
+    ModelMetadata,
+    read_metadata,
+)
 
 Detections = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -114,7 +121,8 @@ class OnnxPredictor:
         batch = np.empty((len(images), 3, height, width), dtype=np.float32)
         for index, image in enumerate(images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+                described = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
+                             else type(image).__name__)
                 raise ValueError(f"image {index}: expected an RGB uint8 array of shape (H, W, 3), got {described}")
             resized = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
             batch[index] = ((resized.astype(np.float32) - self.mean) / self.std).transpose(2, 0, 1)
@@ -147,7 +155,8 @@ class OnnxPredictor:
                 results.append((boxes[order], labels[order].astype(np.int64), probs[order]))
         else:
             for scores, boxes in zip(outputs[SCORES_NAME], outputs[BOXES_NAME]):
-                results.append(select_detections(scores, boxes, threshold, self.candidate_size, self.iou_threshold, top_k))
+                results.append(select_detections(scores, boxes, threshold, self.candidate_size, self.iou_threshold,
+                                                 top_k))
         scaled = []
         for (boxes, labels, probs), (height, width) in zip(results, sizes):
             scale = np.array([width, height, width, height], dtype=np.float32)

@@ -25,8 +25,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from vision.export.metadata import (BATCH_INDEX_NAME, BOXES_NAME, LABELS_NAME, MAX_PER_CLASS_INPUT,
-                                    PROB_THRESHOLD_INPUT, SCORES_NAME)
+from vision.export.metadata import (
+    BATCH_INDEX_NAME,
+    BOXES_NAME,
+    LABELS_NAME,
+    MAX_PER_CLASS_INPUT,
+    PROB_THRESHOLD_INPUT,
+    SCORES_NAME,
+)
 
 MIN_OPSET = 11
 # The NMS score of a prior that is not a candidate: below the rank threshold 0, so never kept.
@@ -66,8 +72,9 @@ def append_postprocess(model: onnx.ModelProto, all_scores: str, all_boxes: str, 
         return name
 
     # (N, P, C) -> (N, C-1, P): NonMaxSuppression wants scores class-major; the background is never detected.
-    class_scores = node("Slice", [all_scores, const("slice_start", [1], np.int64), const("slice_end", [num_classes], np.int64),
-                                  const("slice_axis", [2], np.int64)], "class_scores")
+    class_scores = node("Slice", [all_scores, const("slice_start", [1], np.int64),
+                                  const("slice_end", [num_classes], np.int64), const("slice_axis", [2], np.int64)],
+                        "class_scores")
     class_scores = node("Transpose", [class_scores], "class_scores_by_class", perm=[0, 2, 1])
 
     # Each class's candidate_size best, exactly as the predictor picks them: TopK orders equal scores by
@@ -80,7 +87,8 @@ def append_postprocess(model: onnx.ModelProto, all_scores: str, all_boxes: str, 
                             axis=-1, largest=1, sorted=1)
     graph.node.append(best)
 
-    graph.initializer.append(numpy_helper.from_array(np.array([default_prob_threshold], dtype=np.float32), PROB_THRESHOLD_INPUT))
+    graph.initializer.append(numpy_helper.from_array(np.array([default_prob_threshold], dtype=np.float32),
+                                                     PROB_THRESHOLD_INPUT))
     graph.initializer.append(numpy_helper.from_array(np.array([candidate_size], dtype=np.int64), MAX_PER_CLASS_INPUT))
     graph.input.append(helper.make_tensor_value_info(PROB_THRESHOLD_INPUT, TensorProto.FLOAT, [1]))
     graph.input.append(helper.make_tensor_value_info(MAX_PER_CLASS_INPUT, TensorProto.INT64, [1]))
@@ -90,7 +98,8 @@ def append_postprocess(model: onnx.ModelProto, all_scores: str, all_boxes: str, 
     ranks = const("ranks", np.arange(num_candidates, 0, -1, dtype=np.float32), np.float32)
     ranked = node("Where", [above, ranks, const("dropped_score", _DROPPED_SCORE, np.float32)], "ranked_best")
     shape = node("Shape", [class_scores], "class_scores_shape")
-    graph.node.append(helper.make_node("ConstantOfShape", [shape], ["postprocess/all_dropped"], name="postprocess/all_dropped",
+    graph.node.append(helper.make_node("ConstantOfShape", [shape], ["postprocess/all_dropped"],
+                                       name="postprocess/all_dropped",
                                        value=numpy_helper.from_array(np.array([_DROPPED_SCORE], dtype=np.float32))))
     candidates = node("ScatterElements", ["postprocess/all_dropped", "postprocess/best_priors", ranked],
                       "candidate_ranks", axis=2)
@@ -106,9 +115,12 @@ def append_postprocess(model: onnx.ModelProto, all_scores: str, all_boxes: str, 
     class_index = node("Gather", [selected, const("column_class", 1, np.int64)], "class_index", axis=1)
     graph.node.append(helper.make_node("Add", [class_index, const("one", 1, np.int64)], [LABELS_NAME],
                                        name=f"postprocess/{LABELS_NAME}"))
-    image_and_prior = node("Gather", [selected, const("columns_image_prior", [0, 2], np.int64)], "image_and_prior", axis=1)
-    graph.node.append(helper.make_node("GatherND", [all_boxes, image_and_prior], [BOXES_NAME], name=f"postprocess/{BOXES_NAME}"))
-    graph.node.append(helper.make_node("GatherND", [class_scores, selected], [SCORES_NAME], name=f"postprocess/{SCORES_NAME}"))
+    image_and_prior = node("Gather", [selected, const("columns_image_prior", [0, 2], np.int64)], "image_and_prior",
+                           axis=1)
+    graph.node.append(helper.make_node("GatherND", [all_boxes, image_and_prior], [BOXES_NAME],
+                                       name=f"postprocess/{BOXES_NAME}"))
+    graph.node.append(helper.make_node("GatherND", [class_scores, selected], [SCORES_NAME],
+                                       name=f"postprocess/{SCORES_NAME}"))
 
     del graph.output[:]
     graph.output.extend([

@@ -6,11 +6,11 @@
 What is quantized: QDQ format (QuantizeLinear/DequantizeLinear pairs that ONNX Runtime fuses into
 integer kernels), weights int8 per output channel, activations uint8 (asymmetric), calibrated on the images.
 uint8 activations with int8 weights (U8S8) because ONNX Runtime's CPU kernels take it everywhere: with int8
-activations (S8S8) on a CPU without AVX-512 VNNI it left half of mb1-ssd's convolutions in float32 and
-ran 1.6x slower than U8S8 (measured with onnxruntime 1.32 on an AVX2 AMD EPYC).
+activations (S8S8) on a CPU without AVX-512 VNNI it leaves convolutions in float32 and runs slower
+(docs/benchmarks.md).
 Only the network part is quantized: the convolutions and everything that feeds one, except, by default,
 the heads' last convolutions (the class logits and box offsets), which run in float32 on the dequantized
-features: 8-bit logits and offsets cost mb1-ssd a third of its mAP. What follows the last convolutions
+features: 8-bit logits and offsets cost much mAP (docs/benchmarks.md). What follows the last convolutions
 (the softmax, the box decoding against the priors and, in a ``--with_postprocess`` graph, the selection
 and NMS) stays float32, so scores and box corners keep their precision.
 
@@ -19,7 +19,7 @@ cv2 INTER_LINEAR resize to the model's input size read from its metadata, ``(x -
 Memory stays bounded: the images are streamed from disk in chunks (ONNX Runtime's
 ``CalibStridedMinMax``), and only one chunk's intermediate outputs are held at a time. MinMax folds each
 chunk into running ranges; the histogram methods (entropy, percentile), which keep every intermediate
-output of a chunk (about 100-200 MB per 300x300 image for these nets), fold each chunk into running
+output of a chunk, fold each chunk into running
 histograms, with chunks of at most ``HISTOGRAM_CHUNK_IMAGES`` images.
 """
 from __future__ import annotations
@@ -30,25 +30,25 @@ import os
 import tempfile
 import warnings
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import cv2
 import numpy as np
 import onnx
 
-from vision.export.metadata import METADATA_KEY, ModelMetadata, side_file_paths, write_metadata
+from vision.export.files import save_model_files
+from vision.export.metadata import METADATA_KEY, ModelMetadata
 from vision.export.onnx_predictor import OnnxPredictor
-from vision.utils.labels import write_label_file
 from vision.utils.opencv_log import quiet_opencv
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-# MinMax, by measurement (benchmarks/bench_deploy.py --methods, docs/benchmarks.md): on trained nets entropy
-# and percentile came within 0.013 mAP of it, for 4-5x the calibration time; it also needs constant memory.
+# MinMax: on trained nets the histogram methods were no better for several times the calibration time
+# (benchmarks/bench_deploy.py --methods, docs/benchmarks.md), and it needs constant memory.
 DEFAULT_CALIBRATION_METHOD = "minmax"
 DEFAULT_CALIBRATION_IMAGES = 200
 HEAD_PRECISIONS = ("float", "int8")
-# The heads' last convolutions in float32: with them in INT8, mb1-ssd (trained, VOC07 mAP 0.477) fell to
-# 0.299 under minmax calibration; in float32 it keeps 0.463 (benchmarks/bench_deploy.py, docs/benchmarks.md).
+# The heads' last convolutions in float32: in INT8 they cost far more mAP (benchmarks/bench_deploy.py,
+# docs/benchmarks.md).
 DEFAULT_HEADS = "float"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MINMAX_CHUNK_IMAGES = 32
@@ -60,7 +60,8 @@ class CalibrationWarning(UserWarning):
 
 
 def int8_output_path(onnx_path: str | os.PathLike) -> str:
-    """``models/mb1-ssd.onnx`` -> ``models/mb1-ssd.int8.onnx`` (its side files: ``.int8.json``, ``.int8.labels.txt``)."""
+    """``models/mb1-ssd.onnx`` -> ``models/mb1-ssd.int8.onnx`` (its side files: ``.int8.json``,
+    ``.int8.labels.txt``)."""
     stem, extension = os.path.splitext(os.fspath(onnx_path))
     return f"{stem if extension.lower() == '.onnx' else os.fspath(onnx_path)}.int8.onnx"
 
@@ -96,7 +97,8 @@ def choose_calibration_images(folder: str | os.PathLike, count: int = DEFAULT_CA
             if cv2.imread(candidates[index], cv2.IMREAD_COLOR) is not None:
                 chosen.append(candidates[index])
     if not chosen:
-        found = f"{len(candidates)} image files, none readable" if candidates else f"no {'/'.join(IMAGE_EXTENSIONS)} files"
+        found = (f"{len(candidates)} image files, none readable" if candidates
+                 else f"no {'/'.join(IMAGE_EXTENSIONS)} files")
         raise ValueError(f"{folder}: no readable images to calibrate on ({found})")
     if len(chosen) < count:
         message = (f"{folder}: {len(chosen)} readable images, fewer than the {count} requested; "
@@ -190,13 +192,15 @@ def chunk_size(num_images: int, largest: int) -> int:
 
 def quantize_onnx(float_path: str | os.PathLike, output_path: str | os.PathLike, image_paths: Sequence[str],
                   method: str = DEFAULT_CALIBRATION_METHOD, per_channel: bool = True,
-                  activations: str = "uint8", heads: str = DEFAULT_HEADS) -> ModelMetadata:
+                  activations: str = "uint8", heads: str = DEFAULT_HEADS,
+                  side_paths: Optional[Tuple[str, str]] = None) -> ModelMetadata:
     """Write the INT8 model ``output_path`` (with its ``.json`` and ``.labels.txt``) from the float32 export
     ``float_path`` (plain or ``--with_postprocess``), calibrated on ``image_paths`` (see the module
     docstring). Returns its metadata: the float model's, plus ``quantization``. The files are written to
     temporary names and renamed, so a failure leaves none. activations: ``"uint8"`` (U8S8, the default)
     or ``"int8"`` (S8S8). heads: ``"float"`` keeps the heads' last convolutions (``head_node_names``) in
-    float32, on the dequantized features; ``"int8"`` quantizes them too."""
+    float32, on the dequantized features; ``"int8"`` quantizes them too. side_paths: ``(json_path,
+    labels_path)`` instead of the names beside ``output_path`` (for a caller that stages the files itself)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -242,24 +246,15 @@ def quantize_onnx(float_path: str | os.PathLike, output_path: str | os.PathLike,
 
     quantized_metadata = replace(metadata, quantization={
         "format": "QDQ", "weights": "int8, per channel" if per_channel else "int8, per tensor",
-        "activations": f"{activations}, asymmetric", "calibration_method": method, "calibration_images": len(image_paths),
+        "activations": f"{activations}, asymmetric", "calibration_method": method,
+        "calibration_images": len(image_paths),
         "calibration_input_size": _width_height(predictor.size), "quantized_nodes": len(nodes),
         "heads": "float32" if heads == "float" else "int8",
     })
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, {METADATA_KEY: quantized_metadata.to_json()})
     quantized.producer_name = "pytorch-ssd-toolkit"
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    temporary = f"{output_path}.tmp"
-    try:
-        onnx.save_model(quantized, temporary)
-        os.replace(temporary, output_path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    _, labels_path = side_file_paths(output_path)
-    write_label_file(labels_path, list(metadata.class_names))
-    write_metadata(output_path, quantized_metadata)
+    save_model_files(quantized, quantized_metadata, output_path, side_paths)
     return quantized_metadata
 
 

@@ -13,14 +13,16 @@ def _relu(onnx_compatible: bool) -> type:
     return nn.ReLU if onnx_compatible else nn.ReLU6
 
 
-def conv_bn(in_channels: int, out_channels: int, stride: int, use_batch_norm: bool = True, onnx_compatible: bool = False) -> nn.Sequential:
+def conv_bn(in_channels: int, out_channels: int, stride: int, use_batch_norm: bool = True,
+            onnx_compatible: bool = False) -> nn.Sequential:
     relu = _relu(onnx_compatible)
     layers = [nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)]
     layers += [nn.BatchNorm2d(out_channels)] if use_batch_norm else []
     return nn.Sequential(*layers, relu(inplace=True))
 
 
-def conv_1x1_bn(in_channels: int, out_channels: int, use_batch_norm: bool = True, onnx_compatible: bool = False) -> nn.Sequential:
+def conv_1x1_bn(in_channels: int, out_channels: int, use_batch_norm: bool = True,
+                onnx_compatible: bool = False) -> nn.Sequential:
     relu = _relu(onnx_compatible)
     layers = [nn.Conv2d(in_channels, out_channels, 1, 1, 0, bias=False)]
     layers += [nn.BatchNorm2d(out_channels)] if use_batch_norm else []
@@ -30,7 +32,8 @@ def conv_1x1_bn(in_channels: int, out_channels: int, use_batch_norm: bool = True
 class InvertedResidual(nn.Module):
     """Expand (1x1, skipped when expand_ratio is 1) -> depthwise 3x3 -> linear 1x1; residual when the shape allows."""
 
-    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: float, use_batch_norm: bool = True, onnx_compatible: bool = False):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: float, use_batch_norm: bool = True,
+                 onnx_compatible: bool = False):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -45,7 +48,8 @@ class InvertedResidual(nn.Module):
         layers: list = []
         if expand_ratio != 1:
             layers += [nn.Conv2d(inp, hidden_dim, 1, 1, 0, bias=False), *bn(hidden_dim), relu(inplace=True)]
-        layers += [nn.Conv2d(hidden_dim, hidden_dim, 3, stride, 1, groups=hidden_dim, bias=False), *bn(hidden_dim), relu(inplace=True)]
+        layers += [nn.Conv2d(hidden_dim, hidden_dim, 3, stride, 1, groups=hidden_dim, bias=False), *bn(hidden_dim),
+                   relu(inplace=True)]
         layers += [nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False), *bn(oup)]
         self.conv = nn.Sequential(*layers)
 
@@ -59,7 +63,8 @@ class MobileNetV2(nn.Module):
     """``features`` (19 modules) is SSD-Lite's base net; ``classifier`` the ImageNet head."""
 
     # expansion t, channels c, repeats n, first stride s
-    SETTINGS = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
+    SETTINGS = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
+                [6, 320, 1, 1]]
 
     def __init__(self, n_class: int = 1000, input_size: int = 224, width_mult: float = 1.0, dropout_ratio: float = 0.2,
                  use_batch_norm: bool = True, onnx_compatible: bool = False):
@@ -73,7 +78,8 @@ class MobileNetV2(nn.Module):
                 features.append(InvertedResidual(input_channel, output_channel, s if i == 0 else 1, expand_ratio=t,
                                                  use_batch_norm=use_batch_norm, onnx_compatible=onnx_compatible))
                 input_channel = output_channel
-        features.append(conv_1x1_bn(input_channel, self.last_channel, use_batch_norm=use_batch_norm, onnx_compatible=onnx_compatible))
+        features.append(conv_1x1_bn(input_channel, self.last_channel, use_batch_norm=use_batch_norm,
+                                    onnx_compatible=onnx_compatible))
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(nn.Dropout(dropout_ratio), nn.Linear(self.last_channel, n_class))
 

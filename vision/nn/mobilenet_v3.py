@@ -49,7 +49,8 @@ class Block(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_size)
         self.shortcut = nn.Sequential()
         if stride == 1 and in_size != out_size:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_size, out_size, kernel_size=1, bias=False), nn.BatchNorm2d(out_size))
+            self.shortcut = nn.Sequential(nn.Conv2d(in_size, out_size, kernel_size=1, bias=False),
+                                          nn.BatchNorm2d(out_size))
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.nolinear1(self.bn1(self.conv1(x)))
@@ -95,7 +96,8 @@ class MobileNetV3Large(nn.Module):
             Block(5, 160, 672, 160, hs(), SeModule(160), 2),
             Block(5, 160, 960, 160, hs(), SeModule(160), 1),
         ], 960)
-        self.classifier = nn.Sequential(nn.Linear(960, 1280), nn.BatchNorm1d(1280), nn.Hardswish(), nn.Linear(1280, num_classes))
+        self.classifier = nn.Sequential(nn.Linear(960, 1280), nn.BatchNorm1d(1280), nn.Hardswish(),
+                                        nn.Linear(1280, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x).mean(dim=(2, 3)))
@@ -120,7 +122,8 @@ class MobileNetV3Small(nn.Module):
             Block(5, 96, 576, 96, hs(), SeModule(96), 1),
             Block(5, 96, 576, 96, hs(), SeModule(96), 1),
         ], 576)
-        self.classifier = nn.Sequential(nn.Linear(576, 1280), nn.BatchNorm1d(1280), nn.Hardswish(), nn.Linear(1280, num_classes))
+        self.classifier = nn.Sequential(nn.Linear(576, 1280), nn.BatchNorm1d(1280), nn.Hardswish(),
+                                        nn.Linear(1280, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x).mean(dim=(2, 3)))

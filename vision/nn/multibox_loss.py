@@ -53,8 +53,10 @@ class MultiboxLoss(nn.Module):
         with torch.no_grad():
             # Mining on the background loss, -log softmax(x)[0], in float32 even under autocast.
             background_loss = -F.log_softmax(confidence.float(), dim=2)[:, :, 0]
-            mask = box_utils.hard_negative_mining(background_loss, labels, self.neg_pos_ratio, self.background_negatives)
-        classification_loss = F.cross_entropy(confidence[mask, :].reshape(-1, num_classes).float(), labels[mask], reduction="sum")
+            mask = box_utils.hard_negative_mining(background_loss, labels, self.neg_pos_ratio,
+                                                  self.background_negatives)
+        classification_loss = F.cross_entropy(confidence[mask, :].reshape(-1, num_classes).float(), labels[mask],
+                                              reduction="sum")
         pos_mask = labels > 0
         regression_loss = F.smooth_l1_loss(predicted_locations[pos_mask, :].reshape(-1, 4).float(),
                                            gt_locations[pos_mask, :].reshape(-1, 4).float(), reduction="sum")

@@ -21,7 +21,8 @@ def create_mobilenetv2_ssd_lite(num_classes: int, width_mult: float = 1.0, use_b
     where the original does (its extras, classification heads and first regression head keep ReLU6),
     so checkpoints trained either way give the original's outputs.
     """
-    base_net = MobileNetV2(width_mult=width_mult, use_batch_norm=use_batch_norm, onnx_compatible=onnx_compatible).features
+    base_net = MobileNetV2(width_mult=width_mult, use_batch_norm=use_batch_norm,
+                           onnx_compatible=onnx_compatible).features
     # First head: inside block 14, after its expansion (conv, BN, ReLU6); second: after the last layer.
     source_layer_indexes = [GraphPath(14, "conv", 3), 19]
     extras = nn.ModuleList([
@@ -33,7 +34,8 @@ def create_mobilenetv2_ssd_lite(num_classes: int, width_mult: float = 1.0, use_b
     channels = [round(576 * width_mult), 1280, 512, 256, 256]
     relu_per_regression_head = [False] + [onnx_compatible] * 4
     regression_headers = nn.ModuleList(
-        [separable_conv_bn(c, 6 * 4, kernel_size=3, padding=1, onnx_compatible=relu) for c, relu in zip(channels, relu_per_regression_head)]
+        [separable_conv_bn(c, 6 * 4, kernel_size=3, padding=1, onnx_compatible=relu)
+         for c, relu in zip(channels, relu_per_regression_head)]
         + [nn.Conv2d(64, 6 * 4, kernel_size=1)]
     )
     classification_headers = nn.ModuleList(
@@ -46,4 +48,5 @@ def create_mobilenetv2_ssd_lite(num_classes: int, width_mult: float = 1.0, use_b
 
 def create_mobilenetv2_ssd_lite_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,
                                           sigma: float = 0.5, device: Optional[torch.device] = None) -> Predictor:
-    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)
+    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma,
+                                 device=device)

@@ -24,13 +24,15 @@ def create_mobilenetv1_ssd(num_classes: int, is_test: bool = False) -> SSD:
     """mb1-ssd for ``num_classes`` classes (background included); 3000 priors at 300x300."""
     base_net = MobileNetV1(1001).model
     source_layer_indexes = [12, 14]
-    extras = nn.ModuleList([_extra(1024, 256, 512), _extra(512, 128, 256), _extra(256, 128, 256), _extra(256, 128, 256)])
+    extras = nn.ModuleList([_extra(1024, 256, 512), _extra(512, 128, 256), _extra(256, 128, 256),
+                            _extra(256, 128, 256)])
     channels = [512, 1024, 512, 256, 256, 256]
     return SSD(num_classes, base_net, source_layer_indexes, extras,
                conv_headers(channels, [6] * 6, num_classes), conv_headers(channels, [6] * 6, 4),
                is_test=is_test, config=config.native_config)
 
 
-def create_mobilenetv1_ssd_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None, sigma: float = 0.5,
-                                     device: Optional[torch.device] = None) -> Predictor:
-    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)
+def create_mobilenetv1_ssd_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,
+                                     sigma: float = 0.5, device: Optional[torch.device] = None) -> Predictor:
+    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma,
+                                 device=device)

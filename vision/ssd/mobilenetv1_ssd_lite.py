@@ -24,7 +24,8 @@ def create_mobilenetv1_ssd_lite(num_classes: int, is_test: bool = False) -> SSD:
     """mb1-ssd-lite for ``num_classes`` classes (background included); 3000 priors at 300x300."""
     base_net = MobileNetV1(1001).model
     source_layer_indexes = [12, 14]
-    extras = nn.ModuleList([_extra(1024, 256, 512), _extra(512, 128, 256), _extra(256, 128, 256), _extra(256, 128, 256)])
+    extras = nn.ModuleList([_extra(1024, 256, 512), _extra(512, 128, 256), _extra(256, 128, 256),
+                            _extra(256, 128, 256)])
     channels = [512, 1024, 512, 256, 256, 256]
     return SSD(num_classes, base_net, source_layer_indexes, extras,
                lite_headers(channels, 6 * num_classes, separable_conv), lite_headers(channels, 6 * 4, separable_conv),
@@ -33,4 +34,5 @@ def create_mobilenetv1_ssd_lite(num_classes: int, is_test: bool = False) -> SSD:
 
 def create_mobilenetv1_ssd_lite_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,
                                           sigma: float = 0.5, device: Optional[torch.device] = None) -> Predictor:
-    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)
+    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma,
+                                 device=device)

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
+from torchvision.models import get_model
+
+from vision.ssd.heads import class_count
+from vision.ssd.registry import NET_TYPES, create_net
 
 Shape = Tuple[int, ...]
 
@@ -33,6 +37,7 @@ class NetSignature:
     net_type: str
     fixed: Dict[str, Shape]
     per_class: Dict[str, Tuple[int, Shape]]  # key -> (outputs per class, remaining dims)
+    priors_per_location: Tuple[int, ...]
 
     @property
     def keys(self) -> frozenset:
@@ -43,17 +48,15 @@ class NetSignature:
         return {key[len("base_net."):]: shape for key, shape in self.fixed.items() if key.startswith("base_net.")}
 
     def class_count(self, shapes: Mapping[str, Shape]) -> Optional[int]:
-        """The class count that ``shapes`` (a state_dict's key -> shape) was built for, when every
-        entry fits this signature; else None."""
+        """The class count that ``shapes`` (a state_dict's key -> shape) was built for
+        (:func:`vision.ssd.heads.class_count`), when every entry fits this signature at that count; else None."""
         if frozenset(shapes) != self.keys or any(shapes[key] != shape for key, shape in self.fixed.items()):
             return None
-        counts = set()
-        for key, (per_class, rest) in self.per_class.items():
-            shape = shapes[key]
-            if len(shape) != len(rest) + 1 or tuple(shape[1:]) != rest or shape[0] % per_class:
-                return None
-            counts.add(shape[0] // per_class)
-        return counts.pop() if len(counts) == 1 else None
+        count = class_count(shapes, self.priors_per_location)
+        if count is None or any(tuple(shapes[key]) != (per_class * count,) + rest
+                                for key, (per_class, rest) in self.per_class.items()):
+            return None
+        return count
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,6 @@ def _shapes(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Shape]:
 @functools.lru_cache(maxsize=None)
 def net_signatures() -> Tuple[NetSignature, ...]:
     """Every registry net type's signature (default width multiplier), built on the meta device."""
-    from vision.ssd.registry import NET_TYPES, create_net
-
     signatures = []
     for name in NET_TYPES:
         try:
@@ -104,19 +105,19 @@ def net_signatures() -> Tuple[NetSignature, ...]:
                 fixed[key] = shape
             else:
                 per_class[key] = (three[key][0] - shape[0], shape[1:])
-        signatures.append(NetSignature(name, fixed, per_class))
+        per_location = NET_TYPES[name].config.prior_rule.priors_per_location()
+        signatures.append(NetSignature(name, fixed, per_class, tuple(per_location)))
     return tuple(signatures)
 
 
 @functools.lru_cache(maxsize=None)
 def _torchvision_key_sets() -> Tuple[Tuple[str, str, frozenset], ...]:
-    from torchvision.models import get_model
-
     found = []
     for kind, names in (("torchvision-classification", TORCHVISION_CLASSIFIERS),
                         ("torchvision-detection", TORCHVISION_DETECTORS)):
         for name in names:
-            options = {"weights": None} if kind.endswith("classification") else {"weights": None, "weights_backbone": None}
+            options = ({"weights": None} if kind.endswith("classification")
+                       else {"weights": None, "weights_backbone": None})
             with torch.device("meta"):
                 found.append((kind, name, frozenset(get_model(name, **options).state_dict())))
     return tuple(found)
@@ -184,18 +185,3 @@ def own_net_type(net: torch.nn.Module) -> Optional[str]:
     """The registry net type whose signature ``net``'s state_dict has (None for other widths or nets)."""
     found = recognise_state_dict(net.state_dict())
     return found.net_type if found is not None and found.kind == "ssd" else None
-
-
-def fits(net: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """True when ``state_dict`` has exactly ``net``'s entries with the same shapes."""
-    own = net.state_dict()
-    return set(own) == set(state_dict) and all(tuple(own[key].shape) == tuple(state_dict[key].shape) for key in own)
-
-
-def check_fits(net: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
-               net_type: Optional[str] = None) -> None:
-    """Raise a ValueError with :func:`mismatch_message` when ``state_dict`` does not load into ``net``
-    strictly. ``net_type``: the net's type when the caller knows it (else it is recognised)."""
-    if fits(net, state_dict):
-        return
-    raise ValueError(mismatch_message(state_dict, net_type or own_net_type(net), getattr(net, "num_classes", 0), source))

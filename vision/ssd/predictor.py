@@ -38,7 +38,8 @@ class Predictor:
     after NMS and ``top_k``, torchvision's ``detections_per_img``; None or 0, the original's rule: no cap).
     """
 
-    def __init__(self, net: torch.nn.Module, size: Union[int, Tuple[int, int]], mean: Union[float, Sequence[float]] = 0.0, std: float = 1.0,
+    def __init__(self, net: torch.nn.Module, size: Union[int, Tuple[int, int]],
+                 mean: Union[float, Sequence[float]] = 0.0, std: float = 1.0,
                  nms_method: Optional[str] = None, iou_threshold: float = 0.45, filter_threshold: float = 0.01,
                  candidate_size: int = 200, sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None,
                  exact_original_nms: bool = True, clip_boxes: bool = False, max_detections: Optional[int] = None):
@@ -97,7 +98,8 @@ class Predictor:
         resized = []
         for index, image in enumerate(images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+                described = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
+                             else type(image).__name__)
                 raise ValueError(f"image {index}: expected an RGB uint8 array of shape (H, W, 3), got {described}")
             resized.append(cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR))
         batch = torch.from_numpy(np.stack(resized)).to(self.device, non_blocking=True)
@@ -122,7 +124,8 @@ class Predictor:
         scores = torch.softmax(first, dim=2)
         if hasattr(self.net, "decode_boxes"):  # a net type with its own box coding (torchvision's BoxCoder)
             return scores, self.net.decode_boxes(second)
-        boxes = box_utils.convert_locations_to_boxes(second, self.net.priors, config.center_variance, config.size_variance)
+        boxes = box_utils.convert_locations_to_boxes(second, self.net.priors, config.center_variance,
+                                                     config.size_variance)
         return scores, box_utils.center_form_to_corner_form(boxes)
 
     @torch.no_grad()
@@ -157,7 +160,8 @@ class Predictor:
             kept_boxes, kept_scores, kept_groups = candidate_boxes[keep], candidate_scores[keep], groups[keep]
         if top_k > 0 and kept_groups.numel() > 0:
             within = _rank_within_runs(kept_groups)
-            kept_boxes, kept_scores, kept_groups = kept_boxes[within < top_k], kept_scores[within < top_k], kept_groups[within < top_k]
+            kept_boxes, kept_scores, kept_groups = (kept_boxes[within < top_k], kept_scores[within < top_k],
+                                                    kept_groups[within < top_k])
         if self.max_detections and self.max_detections > 0 and kept_groups.numel() > 0:
             selected = _best_per_image(torch.div(kept_groups, num_classes, rounding_mode="floor"), kept_scores,
                                        self.max_detections)
@@ -169,8 +173,9 @@ class Predictor:
         scale = heights_widths[kept_images][:, [1, 0, 1, 0]]
         kept_boxes = kept_boxes * scale
         counts = torch.bincount(kept_images, minlength=num_images).tolist()
-        per_image = zip(kept_boxes.float().cpu().split(counts), kept_labels.cpu().split(counts), kept_scores.float().cpu().split(counts))
-        return [(b, l, s) for b, l, s in per_image]
+        per_image = zip(kept_boxes.float().cpu().split(counts), kept_labels.cpu().split(counts),
+                        kept_scores.float().cpu().split(counts))
+        return [(b, labels, s) for b, labels, s in per_image]
 
     def _exact_hard_nms(self, class_scores: Tensor, boxes: Tensor, threshold: float) -> Tuple[Tensor, Tensor, Tensor]:
         """The original's hard NMS for every (image, class) at once. class_scores ``(N, P, C-1)`` (no
@@ -182,7 +187,8 @@ class Predictor:
         valid = ranked_scores > threshold  # a prefix of each row: rows are sorted best first
         width = int(valid.sum(dim=2).max()) if valid.numel() else 0
         if width == 0:
-            return boxes.new_zeros((0, 4)), class_scores.new_zeros(0), torch.zeros(0, dtype=torch.int64, device=boxes.device)
+            return (boxes.new_zeros((0, 4)), class_scores.new_zeros(0),
+                    torch.zeros(0, dtype=torch.int64, device=boxes.device))
         ranked_scores, ranked_priors, valid = ranked_scores[..., :width], ranked_priors[..., :width], valid[..., :width]
         # Only (image, class) rows with a candidate take part; the pairwise matrix is (rows, width, width).
         rows = valid[..., 0].nonzero(as_tuple=True)
@@ -211,7 +217,8 @@ def _ranked_candidates(scores: Tensor, candidate_size: int, threshold: float) ->
     best_scores, best_priors = best_scores[..., :-1], best_priors[..., :-1]
     if bool(tie_at_cut.any()):
         sorted_scores, sorted_priors = scores[tie_at_cut].sort(dim=-1, descending=True, stable=True)
-        best_scores[tie_at_cut], best_priors[tie_at_cut] = sorted_scores[:, :candidate_size], sorted_priors[:, :candidate_size]
+        best_scores[tie_at_cut], best_priors[tie_at_cut] = (sorted_scores[:, :candidate_size],
+                                                            sorted_priors[:, :candidate_size])
     if bool(((best_scores[..., 1:] == best_scores[..., :-1]) & (best_scores[..., 1:] > threshold)).any()):
         by_prior = best_priors.argsort(dim=-1)
         best_scores, best_priors = best_scores.gather(-1, by_prior), best_priors.gather(-1, by_prior)

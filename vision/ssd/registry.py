@@ -4,19 +4,29 @@ Every script and test goes through it, so a new net type is added here once.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Union
 
 import torch
 
-from vision.ssd import (mobilenet_v2_ssd_lite, mobilenetv1_ssd, mobilenetv1_ssd_lite, mobilenetv3_ssd_lite,
-                        squeezenet_ssd_lite, torchvision_ssd, vgg_ssd)
+from vision.ssd import (
+    mobilenet_v2_ssd_lite,
+    mobilenetv1_ssd,
+    mobilenetv1_ssd_lite,
+    mobilenetv3_ssd_lite,
+    squeezenet_ssd_lite,
+    torchvision_ssd,
+    vgg_ssd,
+)
 from vision.ssd.config import torchvision_ssd_config
 from vision.ssd.config.base import SSDConfig
 from vision.ssd.input_size import check_input_size
 from vision.ssd.predictor import Predictor
+from vision.ssd.priors import PriorRule
 from vision.ssd.ssd import SSD
-from vision.utils.image_size import SizeLike, as_width_height
+from vision.utils.image_size import ImageSize, SizeLike, as_width_height
 
 
 @dataclass(frozen=True)
@@ -68,31 +78,58 @@ def get_net_type(name: str) -> NetType:
 
 
 def create_net(net_type: str, num_classes: int, is_test: bool = False, mb2_width_mult: float = 1.0,
-               image_size: Optional[SizeLike] = None) -> SSD:
+               image_size: Optional[SizeLike] = None, priors: Optional[PriorRule] = None) -> SSD:
     """Build a net by name (``mb2_width_mult`` applies to mb2-ssd-lite only, as the original's flag).
 
     image_size: the input size, an int (a square, e.g. 512) or ``(width, height)`` (e.g. ``(640, 360)``);
     None: the type's native size. The priors follow the maps the heads read at that size (``net.config``,
     ``net.priors``). Raises ``InputSizeError`` (a ValueError) naming the smallest size that works when a
     map would be empty or a side is below 64.
+
+    priors: another prior rule for the net (a :class:`~vision.ssd.priors.TablePriors`, ``--priors``); None:
+    the type's own. A PriorTableError (a ValueError) when its maps or priors per location do not fit the
+    heads.
     """
     entry = get_net_type(net_type)
     if entry.takes_width_mult:
         net = entry.create(num_classes, width_mult=mb2_width_mult, is_test=is_test)
     else:
         net = entry.create(num_classes, is_test=is_test)
+    config = net.config
     if image_size is not None and as_width_height(image_size) != net.config.image_size:
-        shapes = check_input_size(net, image_size, net_type)
-        net.use_config(net.config.at_size(image_size, shapes))
+        config = config.at_size(image_size, check_input_size(net, image_size, net_type))
+    if priors is not None:
+        config = with_priors(config, priors, net_type)
+    if config is not net.config:
+        net.use_config(config)
     return net
 
 
-def net_config(net_type: str, image_size: Optional[SizeLike] = None, mb2_width_mult: float = 1.0) -> SSDConfig:
-    """The configuration ``create_net(net_type, ..., image_size=image_size)`` gives its net, without
-    keeping a net (for code that needs priors or preprocessing before the net exists)."""
-    if image_size is None or as_width_height(image_size) == get_net_type(net_type).config.image_size:
+def net_config(net_type: str, image_size: Optional[SizeLike] = None, mb2_width_mult: float = 1.0,
+               priors: Optional[PriorRule] = None) -> SSDConfig:
+    """The configuration ``create_net(net_type, ..., image_size=image_size, priors=priors)`` gives its net,
+    without keeping a net (for code that needs priors or preprocessing before the net exists)."""
+    size = None if image_size is None else as_width_height(image_size)
+    config = _config_at_size(net_type, size, float(mb2_width_mult))
+    return config if priors is None else with_priors(config, priors, net_type)
+
+
+@functools.lru_cache(maxsize=32)  # measuring the maps at a new size builds a net
+def _config_at_size(net_type: str, image_size: Optional[ImageSize], mb2_width_mult: float) -> SSDConfig:
+    if image_size is None or image_size == get_net_type(net_type).config.image_size:
         return get_net_type(net_type).config
     return create_net(net_type, 2, mb2_width_mult=mb2_width_mult, image_size=image_size).config
+
+
+def with_priors(config: SSDConfig, priors: PriorRule, net_type: str, source: str = "--priors") -> SSDConfig:
+    """``config`` with another prior rule, checked against the heads (its maps and priors per location)."""
+    check = getattr(priors, "check_fits", None)
+    if check is not None:
+        check(config.prior_rule.priors_per_location(), net_type, source)
+    elif tuple(priors.priors_per_location()) != tuple(config.prior_rule.priors_per_location()):
+        raise ValueError(f"{source}: priors per location {list(priors.priors_per_location())} do not fit the heads "
+                         f"of {net_type}")
+    return dataclasses.replace(config, prior_rule=priors)
 
 
 def create_predictor(net_type: str, net: SSD, candidate_size: Optional[int] = None, nms_method: Optional[str] = None,
@@ -102,7 +139,8 @@ def create_predictor(net_type: str, net: SSD, candidate_size: Optional[int] = No
     (boxes per class before NMS) and ``max_detections`` (per image after NMS; 0: no cap): None means the
     type's default (the original's types: 200 and no cap; the torchvision-based types: torchvision's)."""
     options = {} if candidate_size is None else {"candidate_size": candidate_size}
-    predictor = get_net_type(net_type).create_predictor(net, nms_method=nms_method, sigma=sigma, device=device, **options)
+    predictor = get_net_type(net_type).create_predictor(net, nms_method=nms_method, sigma=sigma, device=device,
+                                                        **options)
     if max_detections is not None:
         predictor.max_detections = max_detections
     return predictor

@@ -1,21 +1,24 @@
 """The small JSON file beside every ``.pth`` training saves: ``<file>.pth.json`` with the net type, the input
-size and the class names, so evaluation, the example, the demo and export run the model at the size it
-was trained for without being told.
+size, the class names and the prior table, so evaluation, the example, the demo and export run the model
+at the size and with the priors it was trained with, without being told.
 
     {"format": "pytorch-ssd-checkpoint", "version": 1, "net_type": "mb1-ssd-lite",
-     "image_size": [512, 288], "class_names": ["BACKGROUND", "circle", ...], "mb2_width_mult": 1.0}
+     "image_size": [512, 288], "class_names": ["BACKGROUND", "circle", ...], "mb2_width_mult": 1.0,
+     "priors": {"format": "pytorch-ssd-priors", ...}}
 
-``image_size`` is ``[width, height]``. A ``.pth`` without a sidecar is the original toolkit's format: the
-net type's native size. No torch import.
+``image_size`` is ``[width, height]``; ``priors`` is a ``--priors`` table document
+(``vision.ssd.priors.TablePriors``), absent (or null) for the net type's own priors. A ``.pth`` without a
+sidecar is the original toolkit's format: the net type's native size and priors. No torch import.
 """
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from vision.utils.image_size import ImageSize, SizeLike, as_width_height, format_size, parse_resolution
+from vision.utils.atomic import write_text
+from vision.utils.image_size import ImageSize, SizeLike, as_width_height, parse_resolution
 
 FORMAT_NAME = "pytorch-ssd-checkpoint"
 FORMAT_VERSION = 1
@@ -27,12 +30,14 @@ class SidecarError(ValueError):
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """What a sidecar says about its ``.pth``: ``image_size`` is ``(width, height)``."""
+    """What a sidecar says about its ``.pth``: ``image_size`` is ``(width, height)``; ``priors`` the prior
+    table document, None for the net type's own priors."""
 
     net_type: str
     image_size: ImageSize
     class_names: List[str]
     mb2_width_mult: float = 1.0
+    priors: Optional[Dict[str, Any]] = None
 
 
 def sidecar_path(checkpoint_path: str | os.PathLike) -> str:
@@ -41,18 +46,16 @@ def sidecar_path(checkpoint_path: str | os.PathLike) -> str:
 
 
 def write_sidecar(checkpoint_path: str | os.PathLike, net_type: str, image_size: SizeLike,
-                  class_names: Sequence[str], mb2_width_mult: float = 1.0) -> str:
-    """Write ``<checkpoint_path>.json`` atomically; returns its path."""
+                  class_names: Sequence[str], mb2_width_mult: float = 1.0,
+                  priors: Optional[Dict[str, Any]] = None) -> str:
+    """Write ``<checkpoint_path>.json`` atomically; returns its path. ``priors``: the table document, None
+    for the net type's own priors."""
     width, height = as_width_height(image_size)
     document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "net_type": net_type, "image_size": [width, height],
                 "class_names": list(class_names), "mb2_width_mult": float(mb2_width_mult)}
-    path = sidecar_path(checkpoint_path)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=1)
-        stream.write("\n")
-    os.replace(temporary, path)
-    return path
+    if priors is not None:
+        document["priors"] = priors
+    return write_text(sidecar_path(checkpoint_path), json.dumps(document, indent=1) + "\n")
 
 
 def read_sidecar(checkpoint_path: str | os.PathLike) -> Optional[CheckpointInfo]:
@@ -66,9 +69,12 @@ def read_sidecar(checkpoint_path: str | os.PathLike) -> Optional[CheckpointInfo]
             document = json.load(stream)
         if document.get("format") != FORMAT_NAME:
             raise SidecarError(f"{path}: not a checkpoint sidecar (no \"format\": \"{FORMAT_NAME}\")")
+        priors = document.get("priors")
+        if priors is not None and not isinstance(priors, dict):
+            raise SidecarError(f"{path}: \"priors\" is not a prior table")
         return CheckpointInfo(str(document["net_type"]), as_width_height(document["image_size"]),
                               [str(name) for name in document.get("class_names", [])],
-                              float(document.get("mb2_width_mult", 1.0)))
+                              float(document.get("mb2_width_mult", 1.0)), priors)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SidecarError(f"{path}: not valid JSON ({error})") from None
     except (KeyError, TypeError, ValueError, AttributeError) as error:
@@ -87,9 +93,3 @@ def resolve_image_size(resolution: Optional[str], checkpoint_path: Optional[str]
     if resolution:
         return parse_resolution(resolution)
     return info.image_size if info is not None else None
-
-
-def describe_size(image_size: Optional[ImageSize], native: ImageSize) -> str:
-    """``"512x288"`` or ``"300x300 (native)"`` for messages."""
-    size = image_size or native
-    return format_size(size) + (" (native)" if tuple(size) == tuple(native) else "")

@@ -44,4 +44,5 @@ def create_squeezenet_ssd_lite(num_classes: int, is_test: bool = False) -> SSD:
 
 def create_squeezenet_ssd_lite_predictor(net: SSD, candidate_size: int = 200, nms_method: Optional[str] = None,
                                          sigma: float = 0.5, device: Optional[torch.device] = None) -> Predictor:
-    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma, device=device)
+    return Predictor.from_config(net, net.config, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma,
+                                 device=device)

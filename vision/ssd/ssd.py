@@ -1,21 +1,23 @@
 """The SSD module: base net + extra layers + per-feature-map heads, and the ``MatchPrior`` target transform.
 
 Layer names and forward order follow the original toolkit exactly, so its released checkpoints load
-with ``strict=True`` and give the same outputs.
+with ``strict=True`` and give the same outputs. The module loads local files only: zoo names, URLs and
+the recognition of a wrong checkpoint's net type are :mod:`vision.ssd.weights`' job.
 """
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vision import zoo
-from vision.ssd import net_recognition, torchvision_backbones
+from vision.ssd import torchvision_backbones
+from vision.ssd.heads import class_count
 from vision.utils import box_utils
+from vision.utils.atomic import save_torch
 from vision.utils.checkpoint import load_state_dict_file
 
 # Tap inside a base-net block: run ``base_net[s0].<name>[:s1]``, take that as the head's input, then
@@ -126,70 +128,122 @@ class SSD(nn.Module):
         location = location.view(location.size(0), -1, 4)
         return confidence, location
 
-    # -- initialisation and weights -------------------------------------------------------------
+    # -- initialisation and weights: strict loaders of local files ---------------------------------
     def init(self) -> None:
         """Xavier-initialise every convolution (training from scratch)."""
         self.apply(_xavier_init_)
 
-    def init_from_base_net(self, model: str) -> None:
-        """Load a state_dict of the base net alone (strict), Xavier-initialise the rest. ``model``: a file, a
-        zoo name or a URL (``vision.zoo.resolve_weights``); a torchvision classification state_dict (told
-        apart by its keys) fills the base net through ``vision.ssd.torchvision_backbones``."""
-        state_dict = load_state_dict_file(zoo.resolve_weights(model))
+    def init_from_base_net(self, model_path: str) -> None:
+        """Load a local state_dict of the base net alone (strict), Xavier-initialise the rest; see
+        :meth:`init_base_net_from`. Zoo names and URLs: ``vision.ssd.weights.init_from_base_net``."""
+        self.init_base_net_from(load_state_dict_file(model_path), model_path)
+
+    def init_from_pretrained_ssd(self, model_path: str) -> None:
+        """Load every weight of a local trained SSD but its heads (so the class count may differ); see
+        :meth:`init_from_pretrained_state_dict`. Zoo names and URLs: ``vision.ssd.weights``."""
+        self.init_from_pretrained_state_dict(load_state_dict_file(model_path), model_path)
+
+    def load(self, model_path: str) -> None:
+        """Load a local checkpoint, strict: a bare state_dict (the original's format) or this project's
+        training checkpoint. Zoo names, URLs and which net type a wrong file is:
+        ``vision.ssd.weights.load_weights``."""
+        self.load_weights_from(load_state_dict_file(model_path), model_path)
+
+    def save(self, model_path: str) -> None:
+        """Save the bare state_dict (the format the original's users exchange), atomically."""
+        save_torch(self.state_dict(), model_path)
+
+    def load_weights_from(self, state_dict: Dict[str, Tensor], source: str) -> None:
+        """Load a whole net's ``state_dict`` strictly; :class:`WeightsMismatchError` naming ``source`` (and
+        both class counts, when only the classification heads differ) when it does not fit."""
+        problem = mismatch(self, state_dict, source)
+        if problem is not None:
+            raise problem
+        self.load_state_dict(state_dict, strict=True)
+
+    def init_base_net_from(self, state_dict: Dict[str, Tensor], source: str) -> None:
+        """Fill the base net from ``state_dict``: the base net's own state_dict (strict), or a torchvision
+        classification state_dict (told apart by its keys; ``vision.ssd.torchvision_backbones``).
+        Xavier-initialises the rest. :class:`WeightsMismatchError` when it is neither."""
         classifier = torchvision_backbones.torchvision_classifier_name(state_dict)
         if classifier is not None:
-            torchvision_backbones.load_torchvision_classifier_into_base_net(self.base_net, state_dict, classifier, model)
-        elif not net_recognition.fits(self.base_net, state_dict):
-            found = net_recognition.recognise_state_dict(state_dict)
-            if found is not None and found.kind in ("ssd", "ssd-other-width"):
-                raise ValueError(f"{model}: {found.describe()}, a whole SSD, not a base net; pass it as "
-                                 f"--pretrained_ssd (every weight but the heads) or --resume instead of --base_net")
-            what = f" ({found.describe()})" if found is not None else ""
-            raise ValueError(f"{model}: not a state_dict of this base net{what}")
+            torchvision_backbones.load_torchvision_classifier_into_base_net(self.base_net, state_dict, classifier,
+                                                                            source)
+        elif not fits(self.base_net, state_dict):
+            raise WeightsMismatchError(f"{source}: not a state_dict of this base net")
         else:
             self.base_net.load_state_dict(state_dict, strict=True)
         for part in (self.source_layer_add_ons, self.extras, self.classification_headers, self.regression_headers):
             part.apply(_xavier_init_)
 
-    def init_from_pretrained_ssd(self, model: str) -> None:
-        """Load every weight of a trained SSD but its heads (so the class count may differ);
-        Xavier-initialise the heads. ``model``: a file, a zoo name or a URL."""
-        state_dict = load_state_dict_file(zoo.resolve_weights(model))
-        kept = {k: v for k, v in state_dict.items()
-                if not (k.startswith("classification_headers") or k.startswith("regression_headers"))}
+    def init_from_pretrained_state_dict(self, state_dict: Dict[str, Tensor], source: str) -> None:
+        """Every weight of ``state_dict`` but the heads (strict over the rest); the heads are Xavier-initialised.
+        :class:`WeightsMismatchError` when the rest does not fit."""
+        kept = {k: v for k, v in state_dict.items() if not k.startswith(_HEADS)}
         model_dict = self.state_dict()
-        own = {k: v for k, v in model_dict.items()
-               if not (k.startswith("classification_headers") or k.startswith("regression_headers"))}
+        own = {k: v for k, v in model_dict.items() if not k.startswith(_HEADS)}
         if set(kept) != set(own) or any(kept[k].shape != own[k].shape for k in own):
-            found = net_recognition.recognise_state_dict(state_dict)
-            if found is not None and found.kind == "base-net":
-                raise ValueError(f"{model}: {found.describe()}; pass it as --base_net instead of --pretrained_ssd")
-            raise ValueError(net_recognition.mismatch_message(state_dict, net_recognition.own_net_type(self),
-                                                              self.num_classes, model))
+            raise WeightsMismatchError(f"{source}: {_difference(own, kept)}: not a checkpoint of this net type")
         model_dict.update(kept)
         self.load_state_dict(model_dict)
         self.classification_headers.apply(_xavier_init_)
         self.regression_headers.apply(_xavier_init_)
 
-    def load(self, model: str) -> None:
-        """Load a checkpoint: a bare state_dict (the original's format) or this project's training checkpoint;
-        ``model``: a file, a zoo name or a URL (``vision.zoo.resolve_weights``)."""
-        state_dict = load_state_dict_file(zoo.resolve_weights(model))
-        net_recognition.check_fits(self, state_dict, model)
-        self.load_state_dict(state_dict, strict=True)
 
-    def save(self, model_path: str) -> None:
-        """Save the bare state_dict (the format the original's users exchange), atomically."""
-        from vision.utils.checkpoint import atomic_save
-
-        atomic_save(self.state_dict(), model_path)
+_HEADS = ("classification_headers", "regression_headers")
 
 
+class WeightsMismatchError(ValueError):
+    """A state_dict that does not fit a net; one line naming the file. ``class_counts`` is ``(the file's, the
+    net's)`` when only the class count differs, else None; ``recognisable`` is False when the message already
+    says what the file is (so ``vision.ssd.weights`` need not recognise it)."""
 
-def check_class_count(net: SSD, state_dict: dict, source: str) -> None:
-    """Raise a one-line ValueError when ``state_dict`` does not load into ``net``: it names the checkpoint's
-    net type and class count and the flag to fix (see ``vision.ssd.net_recognition``)."""
-    net_recognition.check_fits(net, state_dict, source)
+    def __init__(self, message: str, class_counts: Optional[Tuple[int, int]] = None, recognisable: bool = True):
+        super().__init__(message)
+        self.class_counts = class_counts
+        self.recognisable = recognisable
+
+
+def fits(module: nn.Module, state_dict: Mapping[str, Tensor]) -> bool:
+    """True when ``state_dict`` has exactly ``module``'s entries with the same shapes."""
+    own = module.state_dict()
+    return set(own) == set(state_dict) and all(tuple(own[key].shape) == tuple(state_dict[key].shape) for key in own)
+
+
+def mismatch(net: SSD, state_dict: Mapping[str, Tensor], source: str) -> Optional[WeightsMismatchError]:
+    """Why ``state_dict`` does not load strictly into ``net`` (None when it does): the class counts when
+    only the classification heads differ, else the keys and shapes that differ."""
+    own = net.state_dict()
+    if fits(net, state_dict):
+        return None
+    differing = [key for key in own if key in state_dict and tuple(own[key].shape) != tuple(state_dict[key].shape)]
+    if set(own) == set(state_dict) and all(key.startswith("classification_headers.") for key in differing):
+        per_location = net.config.prior_rule.priors_per_location()
+        found = class_count(state_dict, per_location)
+        if found is not None:
+            layer = min(differing)
+            return WeightsMismatchError(
+                f"{source}: a checkpoint for {found} classes (layer {layer} has {state_dict[layer].shape[0]} "
+                f"outputs), but the net expects {net.num_classes} classes: check the label file (it should list "
+                f"{found} names, BACKGROUND first)", class_counts=(found, net.num_classes))
+    return WeightsMismatchError(f"{source}: {_difference(own, state_dict)}: not a checkpoint of this net")
+
+
+def _difference(own: Mapping[str, Tensor], other: Mapping[str, Tensor]) -> str:
+    """``"3 missing keys (e.g. 'a'), 1 unexpected ('b'), 2 of another shape ('c': (6,) here, (8,) there)"``."""
+    missing = sorted(set(own) - set(other))
+    unexpected = sorted(set(other) - set(own))
+    reshaped = sorted(key for key in set(own) & set(other) if tuple(own[key].shape) != tuple(other[key].shape))
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[0]!r})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})")
+    if reshaped:
+        key = reshaped[0]
+        parts.append(f"{len(reshaped)} of another shape (e.g. {key!r}: {tuple(other[key].shape)} in the file, "
+                     f"{tuple(own[key].shape)} in the net)")
+    return ", ".join(parts) or "no difference"
 
 
 class MatchPrior:
@@ -215,7 +269,8 @@ class MatchPrior:
         gt_labels = gt_labels.to(torch.int64).reshape(-1)
         boxes, labels = box_utils.assign_priors(gt_boxes, gt_labels, self.corner_form_priors, self.iou_threshold)
         boxes = box_utils.corner_form_to_center_form(boxes)
-        locations = box_utils.convert_boxes_to_locations(boxes, self.center_form_priors, self.center_variance, self.size_variance)
+        locations = box_utils.convert_boxes_to_locations(boxes, self.center_form_priors, self.center_variance,
+                                                         self.size_variance)
         return locations, labels
 
 

@@ -59,13 +59,15 @@ def convert_classifier_to_base_net(state_dict: Mapping[str, torch.Tensor], model
     from the file)``; base-net entries the file lacks (vgg16's conv6/conv7) keep ``base_net``'s values.
     Raises ValueError naming ``source`` when the layers do not pair up (another net type)."""
     if model_name not in CONVERTIBLE:
-        raise ValueError(f"{source}: torchvision {model_name} weights do not fit this net's base net; {WHICH_NET_TAKES_WHICH}")
+        raise ValueError(f"{source}: torchvision {model_name} weights do not fit this net's base net; "
+                         f"{WHICH_NET_TAKES_WHICH}")
     features = [(key, tensor) for key, tensor in state_dict.items() if key.startswith("features.")]
     own = base_net.state_dict()
     own_items = list(own.items())
     if len(features) > len(own_items) or any(tensor.shape != own_items[i][1].shape
                                              for i, (_, tensor) in enumerate(features)):
-        raise ValueError(f"{source}: torchvision {model_name} weights do not fit this net's base net; {WHICH_NET_TAKES_WHICH}")
+        raise ValueError(f"{source}: torchvision {model_name} weights do not fit this net's base net; "
+                         f"{WHICH_NET_TAKES_WHICH}")
     converted = dict(own)
     filled = set()
     for (_, tensor), (own_key, _) in zip(features, own_items):

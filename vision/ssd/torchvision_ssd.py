@@ -9,7 +9,7 @@ backbone's ``features`` are ``base_net``, its ``extra`` blocks ``extras``, the h
 ``classification_headers`` / ``regression_headers``, the conv4_3 rescaling a source-layer add-on. The heads'
 outputs are flattened as torchvision flattens them (per map: row, column, anchor), so ``net(x)`` with
 ``is_test=False`` equals ``model.head(list(model.backbone(x).values()))`` and the priors
-(:mod:`vision.ssd.default_box_priors`) equal its anchors. ``is_test=True`` decodes with torchvision's
+(``DefaultBoxPriors`` in :mod:`vision.ssd.priors`) equal its anchors. ``is_test=True`` decodes with torchvision's
 ``BoxCoder`` (weights 10, 10, 5, 5; dw/dh clamped at log(1000/16)).
 
 Weights: torchvision's COCO state_dicts load directly (keys converted, strict) through ``load``;
@@ -30,13 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vision import zoo
 from vision.ssd.config import torchvision_ssd_config as tv_config
+from vision.ssd.heads import class_count
 from vision.ssd.predictor import Predictor
-from vision.ssd.ssd import SSD
+from vision.ssd.ssd import SSD, WeightsMismatchError
 from vision.ssd.torchvision_backbones import torchvision_classifier_name
 from vision.utils import box_utils
-from vision.utils.checkpoint import load_state_dict_file
 
 SSDLITE, SSD300 = "ssdlite320-mb3-large", "ssd300-vgg16"
 
@@ -97,41 +96,44 @@ class TorchvisionSSD(SSD):
         boxes = coder.decode_single(locations.reshape(-1, 4), priors.repeat(batch, 1))
         return boxes.reshape(batch, count, 4)
 
-    # -- weights --------------------------------------------------------------------------------------
-    def load(self, model: str) -> None:
+    # -- weights (state_dicts; SSD's load / init_from_* read the local file) ------------------------------
+    def load_weights_from(self, state_dict: Mapping[str, Tensor], source: str) -> None:
         """Load a whole net, strict: this toolkit's state_dict or torchvision's COCO detector's (keys
-        converted); ``model`` a file, zoo name or URL. The ssdlite layout follows the file's shapes."""
-        state_dict = self._read(model)
+        converted). The ssdlite layout follows the file's shapes."""
+        state_dict = convert_torchvision_keys(state_dict)
         self._adopt_layout(state_dict)
         own = self.state_dict()
         if set(state_dict) != set(own):
             missing = sorted(set(own) - set(state_dict))
             unexpected = sorted(set(state_dict) - set(own))
             example = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
-            raise ValueError(f"{model}: not a {self.variant} checkpoint ({len(missing)} missing and "
-                             f"{len(unexpected)} unexpected keys, e.g. {example})")
+            raise WeightsMismatchError(f"{source}: not a {self.variant} checkpoint ({len(missing)} missing and "
+                                       f"{len(unexpected)} unexpected keys, e.g. {example})")
         for key, tensor in state_dict.items():
             if tensor.shape != own[key].shape:
-                hint = (f"; it has {self._class_count(state_dict)} classes, this net {self.num_classes}"
-                        if key.startswith("classification_headers.") else "")
-                raise ValueError(f"{model}: {key} has shape {tuple(tensor.shape)}, this {self.variant} "
-                                 f"{tuple(own[key].shape)}{hint}")
+                found = class_count(state_dict, self.config.prior_rule.priors_per_location())
+                if key.startswith("classification_headers.") and found is not None:
+                    raise WeightsMismatchError(f"{source}: {key} has shape {tuple(tensor.shape)}, this {self.variant} "
+                                               f"{tuple(own[key].shape)}; it has {found} classes, this net "
+                                               f"{self.num_classes}", class_counts=(found, self.num_classes))
+                raise WeightsMismatchError(f"{source}: {key} has shape {tuple(tensor.shape)}, this {self.variant} "
+                                           f"{tuple(own[key].shape)}")
         self.load_state_dict(state_dict, strict=True)
 
-    def init_from_pretrained_ssd(self, model: str) -> None:
+    def init_from_pretrained_state_dict(self, state_dict: Mapping[str, Tensor], source: str) -> None:
         """Fine-tuning start: every weight of a whole net (this toolkit's or torchvision's COCO state_dict)
         whose shape fits is kept; the others are re-initialised as torchvision initialises them. For
         another class count that is the classification head alone (the box regression is class-agnostic)."""
-        state_dict = self._read(model)
+        state_dict = convert_torchvision_keys(state_dict)
         self._adopt_layout(state_dict)
         own = self.state_dict()
         if set(state_dict) != set(own):
-            raise ValueError(f"{model}: not a {self.variant} checkpoint "
-                             f"(e.g. {sorted(set(state_dict) ^ set(own))[0]!r} differs)")
+            raise WeightsMismatchError(f"{source}: not a {self.variant} checkpoint "
+                                       f"(e.g. {sorted(set(state_dict) ^ set(own))[0]!r} differs)")
         differing = sorted({key.split(".")[0] for key, tensor in state_dict.items() if tensor.shape != own[key].shape})
         if any(part != "classification_headers" for part in differing):
-            raise ValueError(f"{model}: {', '.join(differing)} differ in shape from this {self.variant}; "
-                             "only the classification head may (another class count)")
+            raise WeightsMismatchError(f"{source}: {', '.join(differing)} differ in shape from this {self.variant}; "
+                                       "only the classification head may (another class count)")
         kept = {key: tensor for key, tensor in state_dict.items() if tensor.shape == own[key].shape}
         own.update(kept)
         self.load_state_dict(own, strict=True)
@@ -139,17 +141,17 @@ class TorchvisionSSD(SSD):
             fresh = _build_modules(self.variant, self.num_classes, self.reduced_tail)[3]
             self.classification_headers = fresh.to(self.priors.device)
 
-    def init_from_base_net(self, model: str) -> None:
+    def init_base_net_from(self, state_dict: Mapping[str, Tensor], source: str) -> None:
         """Start from torchvision's ImageNet backbone state_dict (``mobilenet_v3_large`` for ssdlite, which
         then takes the full-tail layout, as torchvision builds it; ``vgg16`` for ssd300, its conv1_1-conv5_3
         from ``IMAGENET1K_FEATURES``); the rest initialised as torchvision does."""
-        state_dict = load_state_dict_file(zoo.resolve_weights(model))
         found = torchvision_classifier_name(state_dict)
         wanted = "mobilenet_v3_large" if self.variant == SSDLITE else "vgg16"
         if found != wanted:
             what = f"torchvision {found} weights" if found else "not a torchvision classification state_dict"
-            raise ValueError(f"{model}: {what}; {self.variant} takes torchvision's ImageNet {wanted} "
-                             f"(zoo: {'mobilenet_v3_large-imagenet-v1' if wanted != 'vgg16' else 'vgg16-imagenet-features'})")
+            zoo_name = "mobilenet_v3_large-imagenet-v1" if wanted != "vgg16" else "vgg16-imagenet-features"
+            raise WeightsMismatchError(f"{source}: {what}; {self.variant} takes torchvision's ImageNet {wanted} "
+                                       f"(zoo: {zoo_name})", recognisable=False)
         if self.variant == SSDLITE:
             modules = _build_modules(SSDLITE, self.num_classes, reduced_tail=False, imagenet_state_dict=state_dict)
             self.reduced_tail = False
@@ -165,9 +167,6 @@ class TorchvisionSSD(SSD):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- helpers ----------------------------------------------------------------------------------------
-    def _read(self, model: str) -> Dict[str, Tensor]:
-        return convert_torchvision_keys(load_state_dict_file(zoo.resolve_weights(model)))
-
     def _adopt_layout(self, state_dict: Mapping[str, Tensor]) -> None:
         """Rebuild the ssdlite modules in the layout ``state_dict`` has (reduced or full tail)."""
         if self.variant != SSDLITE or "extras.0.0.0.weight" not in state_dict:
@@ -183,12 +182,6 @@ class TorchvisionSSD(SSD):
         self.base_net, self.source_layer_indexes, self.extras = base_net.to(device), list(sources), extras.to(device)
         self.classification_headers, self.regression_headers = classification.to(device), regression.to(device)
         self.source_layer_add_ons = nn.ModuleList([s[1] for s in sources if isinstance(s, tuple)]).to(device)
-
-    def _class_count(self, state_dict: Mapping[str, Tensor]) -> int:
-        """The class count of a state_dict: the first classification head's last bias / priors per location."""
-        per_location = self.config.prior_rule.priors_per_location()[0]
-        biases = [k for k in state_dict if k.startswith("classification_headers.0.") and k.endswith("bias")]
-        return int(state_dict[biases[-1]].shape[0]) // per_location
 
 
 REDUCED_TAIL_CHANNELS = 480  # the reduced tail's last map; the full tail's is 960

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from vision.utils.checkpoint import atomic_save, remove_stale_temporaries
+from vision.utils.atomic import remove_stale_temporaries, save_torch
 
 LAST_CHECKPOINT = "last.pth"
 
@@ -80,12 +80,13 @@ def save_training_checkpoint(path: str, model: torch.nn.Module, optimizer, sched
         "epoch": epoch,
         "step": step,
         "rng": capture_rng_state(),
-        "args": {key: value for key, value in args.items() if isinstance(value, (str, int, float, bool, list, type(None)))},
+        "args": {key: value for key, value in args.items()
+                 if isinstance(value, (str, int, float, bool, list, type(None)))},
     }
     if scaler is not None:
         checkpoint["scaler"] = scaler.state_dict()
     checkpoint.update(info or {})
-    atomic_save(checkpoint, path)
+    save_torch(checkpoint, path)
 
 
 def is_training_checkpoint(checkpoint: Any) -> bool:

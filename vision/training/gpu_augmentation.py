@@ -224,10 +224,12 @@ class BatchedTrainAugmentation:
         self.inverse_std = self.inverse_std.expand(3).reshape(1, 3, 1, 1)
         self.match_prior = BatchedMatchPrior.from_config(config, self.device)
 
-    def images(self, decoded: Sequence[Tensor], windows: Tensor, flips: Tensor, photometric: PhotometricBatch) -> Tensor:
+    def images(self, decoded: Sequence[Tensor], windows: Tensor, flips: Tensor,
+               photometric: PhotometricBatch) -> Tensor:
         """Decoded RGB uint8 (3, h_i, w_i) images on the device -> normalised float32 (B, 3, H, W)."""
         padded = pad_images(decoded)
-        image_sizes = torch.tensor([[int(image.shape[2]), int(image.shape[1])] for image in decoded], device=self.device)
+        image_sizes = torch.tensor([[int(image.shape[2]), int(image.shape[1])] for image in decoded],
+                                   device=self.device)
         scale, offset = output_to_source_batch(windows.to(self.device), flips.to(self.device), self.output_size)
         grid = sampling_grid(scale, offset, (padded.shape[3], padded.shape[2]), self.output_size)
         sampled = F.grid_sample(padded, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

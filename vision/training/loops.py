@@ -34,9 +34,10 @@ def set_batch_norm_eval(net: nn.Module) -> None:
             module.eval()
 
 
-def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                    epoch: int, *, autocast_dtype: Optional[torch.dtype] = None, scaler=None, channels_last: bool = False,
-                    freeze_bn: bool = False, debug_steps: int = 100, show_progress: bool = True,
+def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    device: torch.device, epoch: int, *, autocast_dtype: Optional[torch.dtype] = None, scaler=None,
+                    channels_last: bool = False, freeze_bn: bool = False, debug_steps: int = 100,
+                    show_progress: bool = True,
                     log: Callable[[str], None] = print, on_step: Optional[Callable[[int, dict], None]] = None,
                     global_step: int = 0) -> EpochResult:
     """Train over ``loader`` (batches of ``collate_training_batch``: images, gt_locations, labels,
@@ -66,7 +67,8 @@ def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: tor
         loss = regression_loss + classification_loss
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"the loss became {loss.item()} at epoch {epoch}, step {steps} "
-                                     f"(regression {regression_loss.item()}, classification {classification_loss.item()})")
+                                     f"(regression {regression_loss.item()}, "
+                                     f"classification {classification_loss.item()})")
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -76,7 +78,8 @@ def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: tor
             optimizer.step()
         steps += 1
         images_seen += images.shape[0]
-        values = {"loss": loss.item(), "regression": regression_loss.item(), "classification": classification_loss.item()}
+        values = {"loss": loss.item(), "regression": regression_loss.item(),
+                  "classification": classification_loss.item()}
         for key, value in values.items():
             totals[key] += value
             window[key] += value
@@ -105,8 +108,8 @@ def validate(net: nn.Module, loader, criterion: nn.Module, device: torch.device,
     totals = {"loss": 0.0, "regression": 0.0, "classification": 0.0}
     batches = images_seen = skipped = 0
     start = time.perf_counter()
-    for images, gt_locations, labels, num_skipped in tqdm(loader, desc="validation", unit="batch", disable=not show_progress,
-                                                          dynamic_ncols=True, leave=False):
+    for images, gt_locations, labels, num_skipped in tqdm(loader, desc="validation", unit="batch",
+                                                          disable=not show_progress, dynamic_ncols=True, leave=False):
         skipped += int(num_skipped)
         if images.shape[0] == 0:
             continue
@@ -114,7 +117,8 @@ def validate(net: nn.Module, loader, criterion: nn.Module, device: torch.device,
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         confidence, locations = net(images)
-        regression_loss, classification_loss = criterion(confidence.float(), locations.float(), labels.to(device), gt_locations.to(device))
+        regression_loss, classification_loss = criterion(confidence.float(), locations.float(), labels.to(device),
+                                                         gt_locations.to(device))
         totals["regression"] += regression_loss.item()
         totals["classification"] += classification_loss.item()
         totals["loss"] += (regression_loss + classification_loss).item()

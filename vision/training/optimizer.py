@@ -7,15 +7,12 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-
-def freeze(module: nn.Module) -> None:
-    """Stop gradients for every parameter of ``module``."""
-    for parameter in module.parameters():
-        parameter.requires_grad = False
+from vision.utils.misc import freeze_net_layers as freeze
 
 
-def parameter_groups(net: nn.Module, lr: float, base_net_lr: Optional[float] = None, extra_layers_lr: Optional[float] = None,
-                     freeze_base_net: bool = False, freeze_net: bool = False) -> List[dict]:
+def parameter_groups(net: nn.Module, lr: float, base_net_lr: Optional[float] = None,
+                     extra_layers_lr: Optional[float] = None, freeze_base_net: bool = False,
+                     freeze_net: bool = False) -> List[dict]:
     """The original's groups: base net (``base_net_lr``), source-layer add-ons + extras
     (``extra_layers_lr``), heads (``lr``); both default to ``lr``.
 
@@ -24,8 +21,10 @@ def parameter_groups(net: nn.Module, lr: float, base_net_lr: Optional[float] = N
     """
     base_net_lr = lr if base_net_lr is None else base_net_lr
     extra_layers_lr = lr if extra_layers_lr is None else extra_layers_lr
-    heads = {"params": list(itertools.chain(net.regression_headers.parameters(), net.classification_headers.parameters()))}
-    extras = {"params": list(itertools.chain(net.source_layer_add_ons.parameters(), net.extras.parameters())), "lr": extra_layers_lr}
+    heads = {"params": list(itertools.chain(net.regression_headers.parameters(),
+                                            net.classification_headers.parameters()))}
+    extras = {"params": list(itertools.chain(net.source_layer_add_ons.parameters(), net.extras.parameters())),
+              "lr": extra_layers_lr}
     if freeze_net:
         for part in (net.base_net, net.source_layer_add_ons, net.extras):
             freeze(part)
@@ -48,7 +47,8 @@ def create_scheduler(optimizer: torch.optim.Optimizer, name: str, milestones: st
         try:
             steps = [int(value) for value in milestones.split(",") if value.strip()]
         except ValueError:
-            raise ValueError(f"--milestones must be comma-separated epochs such as 80,100, got {milestones!r}") from None
+            raise ValueError(f"--milestones must be comma-separated epochs such as 80,100, "
+                             f"got {milestones!r}") from None
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=gamma)
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, t_max)

@@ -27,7 +27,8 @@ HYPER_FLAGS = ("lr", "base_net_lr", "extra_layers_lr", "momentum", "weight_decay
 SCHEDULE_FLAGS = ("scheduler", "milestones", "gamma", "t_max")
 
 
-def changed_flags(saved: Mapping[str, Any], current: Mapping[str, Any], names: Tuple[str, ...]) -> List[Tuple[str, Any, Any]]:
+def changed_flags(saved: Mapping[str, Any], current: Mapping[str, Any],
+                  names: Tuple[str, ...]) -> List[Tuple[str, Any, Any]]:
     """``(flag, checkpoint's value, current value)`` for each of ``names`` that the checkpoint recorded
     with another value (flags it did not record count as unchanged)."""
     return [(name, saved[name], current.get(name)) for name in names
@@ -38,8 +39,9 @@ def _group_layout(optimizer_state: Mapping[str, Any]) -> List[int]:
     return [len(group["params"]) for group in optimizer_state["param_groups"]]
 
 
-def restore_optimizer_and_scheduler(checkpoint: Mapping[str, Any], args: Dict[str, Any], optimizer: torch.optim.Optimizer,
-                                    scheduler, make_scheduler: Callable[[torch.optim.Optimizer], Any], resume_epoch: int,
+def restore_optimizer_and_scheduler(checkpoint: Mapping[str, Any], args: Dict[str, Any],
+                                    optimizer: torch.optim.Optimizer, scheduler,
+                                    make_scheduler: Callable[[torch.optim.Optimizer], Any], resume_epoch: int,
                                     source: str, log: Callable[[str], None]):
     """Restore what the rule above allows into ``optimizer`` (built from the current flags) and return the
     scheduler to use: ``scheduler`` with its state restored, or ``make_scheduler(optimizer)`` restarted.

@@ -1,8 +1,8 @@
-"""One training run of ``train_ssd.py``: data, model, optimiser, loss and logging set up from the flags,
-then the epoch loop with validation, checkpoints and history (:class:`TrainingRun`)."""
+"""One training run of ``train_ssd.py``: data, model, optimiser, loss and logging set up from a
+:class:`~vision.training.settings.TrainingSettings`, then the epoch loop with validation, checkpoints and
+history (:class:`TrainingRun`)."""
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -14,33 +14,39 @@ import torch
 
 from vision.datasets import DatasetError, build_dataset, collate_training_batch, store_labels, worker_init_fn
 from vision.datasets.encoded import EncodedTrainingSamples
+from vision.evaluation.runner import evaluate
 from vision.nn.multibox_loss import MultiboxLoss
-from vision.ssd import net_recognition
-from vision.ssd.registry import create_net, create_predictor, get_net_type, net_config
+from vision.ssd import weights
+from vision.ssd.registry import create_net, create_predictor, net_config
 from vision.ssd.sidecar import read_sidecar, write_sidecar
 from vision.ssd.ssd import MatchPrior
 from vision.training import checkpoints, skipped
 from vision.training.distributed import DistributedContext, barrier
+from vision.training.gpu_augmentation import BatchedTrainAugmentation
+from vision.training.gpu_data import DeviceAugmentedBatches, collate_encoded_batch
 from vision.training.loops import NonFiniteLossError, train_one_epoch, validate
 from vision.training.optimizer import create_optimizer, create_scheduler, parameter_groups
 from vision.training.resume import restore_optimizer_and_scheduler
-from vision.training.gpu_augmentation import BatchedTrainAugmentation
-from vision.training.gpu_data import DeviceAugmentedBatches, collate_encoded_batch
+from vision.training.settings import TrainingSettings
 from vision.transforms import TestTransform, TrainAugmentation
 from vision.transforms.one_pass import OnePassTrainAugmentation
-from vision.utils.checkpoint import CheckpointError, atomic_save, extract_state_dict, load_checkpoint_file
+from vision.utils.atomic import save_torch
+from vision.utils.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
+from vision.utils.image_size import ImageSize
 
 log = logging.getLogger("train_ssd")
 
 
-def choose_device(args: argparse.Namespace, context_local_rank: int = 0) -> torch.device:
-    if args.device:
-        device = torch.device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
-        return device
-    if args.use_cuda and torch.cuda.is_available():
-        return torch.device("cuda", context_local_rank)
+def choose_device(device: Optional[str], use_cuda: bool, local_rank: int = 0) -> torch.device:
+    """``--device`` when given (a ValueError when it names CUDA and there is none), else CUDA (this
+    process's local rank) when available and ``use_cuda``, else the CPU."""
+    if device:
+        chosen = torch.device(device)
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        return chosen
+    if use_cuda and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
 
@@ -50,9 +56,9 @@ def seed_everything(seed: int, rank: int) -> None:
     torch.manual_seed(seed + rank)
 
 
-def autocast_settings(args: argparse.Namespace, device: torch.device):
+def autocast_settings(amp: bool, device: torch.device):
     """``(dtype or None, GradScaler or None)`` for ``--amp``."""
-    if not args.amp:
+    if not amp:
         return None, None
     if device.type != "cuda":
         log.warning("--amp has effect on CUDA only; training in float32 on %s", device)
@@ -62,22 +68,32 @@ def autocast_settings(args: argparse.Namespace, device: torch.device):
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
-class TrainingRun:
-    """Everything one run needs, built from the flags; ``run()`` trains."""
+def resumed_input_size(resume: Optional[str]) -> Optional[ImageSize]:
+    """The input size the checkpoint ``resume`` was trained at: its sidecar's, else ``image_size`` in a
+    ``last.pth``; None when it records none (the net type's native size)."""
+    if not resume:
+        return None
+    info = read_sidecar(resume)
+    if info is not None:
+        return info.image_size
+    checkpoint = load_checkpoint_file(resume)
+    if isinstance(checkpoint, dict) and checkpoint.get("image_size") is not None:
+        return tuple(int(v) for v in checkpoint["image_size"])
+    return None
 
-    def __init__(self, args: argparse.Namespace, context: DistributedContext, device: torch.device):
-        self.args = args
+
+class TrainingRun:
+    """Everything one run needs, built from its settings; ``run()`` trains."""
+
+    def __init__(self, settings: TrainingSettings, context: DistributedContext):
+        self.settings = settings
         self.context = context
-        self.device = device
-        self.entry = get_net_type(args.net)
-        if getattr(args, "channels_last", None) is None:
-            # Measured on a 2-core CPU: 1.55x end to end (mb2-ssd-lite, 640x480 JPEGs; docs/benchmarks.md).
-            args.channels_last = device.type == "cpu"
+        self.device = settings.torch_device
         # The configuration at the run's input size (the net built later carries the same value).
-        self.config = net_config(args.net, self._input_size(), args.mb2_width_mult)
+        self.config = net_config(settings.net, settings.image_size, settings.mb2_width_mult)
         log.info("Input size %s, %d priors", self.config.size_text, self.config.num_priors)
         if context.is_main:
-            for path in checkpoints.prepare_checkpoint_folder(args.checkpoint_folder):
+            for path in checkpoints.prepare_checkpoint_folder(settings.checkpoint_folder):
                 log.info("Removed %s, a partial save left by a killed run", path)
         self._setup_data()
         resume_checkpoint = self._setup_model()
@@ -88,22 +104,28 @@ class TrainingRun:
     # -- set-up ---------------------------------------------------------------------------------
     def _setup_data(self) -> None:
         """Training and validation data sets with their transforms; writes ``labels.txt``."""
-        args, config = self.args, self.config
-        self.match_prior = MatchPrior(config.priors, config.center_variance, config.size_variance, config.match_iou_threshold)
-        self.gpu_data = bool(getattr(args, "gpu_data", False))
+        args, config = self.settings, self.config
+        self.match_prior = MatchPrior(config.priors, config.center_variance, config.size_variance,
+                                      config.match_iou_threshold)
+        self.gpu_data = args.gpu_data
         if self.gpu_data:
-            # Workers read files and draw parameters; decoding, augmentation and matching run batched on the device.
-            self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets, balance_data=args.balance_data)
+            # Workers read files and draw parameters; decoding, augmentation and matching run batched on the
+            # device.
+            self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets,
+                                                                 balance_data=args.balance_data)
             recipe = TrainAugmentation(config.image_size, config.image_mean, config.image_std)
             if args.no_augmentation:
                 recipe.steps = recipe.steps[:1]  # boxes sanitised, no random step: resize only
             self.train_samples = EncodedTrainingSamples(self.train_dataset, recipe)
         else:
-            # The recipe's geometry in one resampling pass: the same draws as TrainAugmentation, measured faster
+            # The recipe's geometry in one resampling pass: the same draws as TrainAugmentation, faster
             # (benchmarks/bench_train.py end_to_end).
-            train_transform = (TestTransform if args.no_augmentation else OnePassTrainAugmentation)(config.image_size, config.image_mean, config.image_std)
-            self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets, transform=train_transform,
-                                                                 target_transform=self.match_prior, balance_data=args.balance_data)
+            transform_type = TestTransform if args.no_augmentation else OnePassTrainAugmentation
+            train_transform = transform_type(config.image_size, config.image_mean, config.image_std)
+            self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets,
+                                                                 transform=train_transform,
+                                                                 target_transform=self.match_prior,
+                                                                 balance_data=args.balance_data)
             self.train_samples = self.train_dataset
         log.info("Training set: %d images, %d classes (%s)", len(self.train_dataset), len(self.class_names) - 1,
                  ", ".join(self.class_names[1:]))
@@ -111,8 +133,8 @@ class TrainingRun:
         if args.validation_dataset:
             test_transform = TestTransform(config.image_size, config.image_mean, config.image_std)
             self.validation_dataset, validation_names = build_dataset(args.dataset_type, [args.validation_dataset],
-                                                                      transform=test_transform, target_transform=self.match_prior,
-                                                                      is_test=True)
+                                                                      transform=test_transform,
+                                                                      target_transform=self.match_prior, is_test=True)
             if [n.lower() for n in validation_names] != [n.lower() for n in self.class_names]:
                 raise DatasetError(f"the validation set {args.validation_dataset} has classes {validation_names}, "
                                    f"the training set {args.datasets} has {self.class_names}")
@@ -124,7 +146,7 @@ class TrainingRun:
 
     def _setup_model(self) -> Optional[dict]:
         """The net, its initial weights, device and memory format; returns a training checkpoint to restore."""
-        args = self.args
+        args = self.settings
         self.net = create_net(args.net, len(self.class_names), mb2_width_mult=args.mb2_width_mult,
                               image_size=self.config.image_size)
         self.start_epoch = 0
@@ -141,35 +163,35 @@ class TrainingRun:
 
     def _setup_optimiser(self, resume_checkpoint: Optional[dict]) -> None:
         """SGD over the parameter groups, the scheduler and mixed precision; restores a resumed run's state."""
-        args = self.args
-        groups = parameter_groups(self.net, args.lr, args.base_net_lr, args.extra_layers_lr, args.freeze_base_net, args.freeze_net)
+        args = self.settings
+        groups = parameter_groups(self.net, args.lr, args.base_net_lr, args.extra_layers_lr, args.freeze_base_net,
+                                  args.freeze_net)
         self.optimizer = create_optimizer(groups, args.lr, args.momentum, args.weight_decay)
         self.scheduler = create_scheduler(self.optimizer, args.scheduler, args.milestones, args.gamma, args.t_max)
-        self.autocast_dtype, self.scaler = autocast_settings(args, self.device)
+        self.autocast_dtype, self.scaler = autocast_settings(args.amp, self.device)
         if resume_checkpoint is not None:
             self._restore(resume_checkpoint)
 
     def _setup_loss(self) -> None:
         """MultiboxLoss for training (hard negatives counted across processes) and for validation."""
         config = self.net.config
-        self.criterion = MultiboxLoss(config.priors, iou_threshold=config.match_iou_threshold, neg_pos_ratio=config.neg_pos_ratio,
-                                      center_variance=config.center_variance, size_variance=config.size_variance,
-                                      device=self.device, background_negatives=self.args.background_negatives)
-        self.validation_criterion = MultiboxLoss(config.priors, iou_threshold=config.match_iou_threshold,
-                                                 neg_pos_ratio=config.neg_pos_ratio, center_variance=config.center_variance,
-                                                 size_variance=config.size_variance, device=self.device, across_processes=False)
+        settings = dict(iou_threshold=config.match_iou_threshold, neg_pos_ratio=config.neg_pos_ratio,
+                        center_variance=config.center_variance, size_variance=config.size_variance, device=self.device)
+        self.criterion = MultiboxLoss(config.priors, background_negatives=self.settings.background_negatives,
+                                      **settings)
+        self.validation_criterion = MultiboxLoss(config.priors, across_processes=False, **settings)
 
     def _setup_logging(self) -> None:
         """A TensorBoard writer on the main process when ``--log_dir`` is given."""
         self.writer = None
-        if self.args.log_dir and self.context.is_main:
-            from torch.utils.tensorboard import SummaryWriter
+        if self.settings.log_dir and self.context.is_main:
+            from torch.utils.tensorboard import SummaryWriter  # optional: tensorboard only with --log_dir
 
-            self.writer = SummaryWriter(self.args.log_dir)
+            self.writer = SummaryWriter(self.settings.log_dir)
 
     def _initial_weights(self) -> Optional[dict]:
         """Apply --resume / --base_net / --pretrained_ssd; return a training checkpoint to restore later."""
-        args = self.args
+        args = self.settings
         if args.resume:
             checkpoint = load_checkpoint_file(args.resume)
             state_dict = extract_state_dict(checkpoint, args.resume)
@@ -177,26 +199,25 @@ class TrainingRun:
             if saved_net and saved_net != args.net:
                 raise CheckpointError(f"{args.resume}: written by a {saved_net} run, not {args.net}; "
                                       f"run with --net {saved_net}")
-            net_recognition.check_fits(self.net, state_dict, args.resume, args.net)
-            self.net.load_state_dict(state_dict, strict=True)
+            weights.load_state_dict(self.net, state_dict, args.resume, args.net)
             if checkpoints.is_training_checkpoint(checkpoint):
                 log.info("Resuming %s after epoch %d", args.resume, int(checkpoint["epoch"]))
                 return checkpoint
             log.info("Loaded weights from %s; starting at epoch 0", args.resume)
         elif args.base_net:
             log.info("Init from base net %s", args.base_net)
-            self.net.init_from_base_net(args.base_net)
+            weights.init_from_base_net(self.net, args.base_net)
         elif args.pretrained_ssd:
             log.info("Init from pretrained ssd %s", args.pretrained_ssd)
-            self.net.init_from_pretrained_ssd(args.pretrained_ssd)
+            weights.init_from_pretrained_ssd(self.net, args.pretrained_ssd, args.net)
         return None
 
     def _restore(self, checkpoint: dict) -> None:
         """Weights were loaded; epoch, step and RNG always follow, optimizer and scheduler state where the
         flags that shape them are unchanged (``vision.training.resume``)."""
-        args = self.args
+        args = self.settings
         self.scheduler = restore_optimizer_and_scheduler(
-            checkpoint, vars(args), self.optimizer, self.scheduler,
+            checkpoint, args.record(), self.optimizer, self.scheduler,
             lambda optimizer: create_scheduler(optimizer, args.scheduler, args.milestones, args.gamma, args.t_max),
             int(checkpoint["epoch"]) + 1, args.resume, log.info if self.context.is_main else (lambda message: None))
         if self.scaler is not None and "scaler" in checkpoint:
@@ -221,19 +242,21 @@ class TrainingRun:
         if epoch_sampler and self.context.enabled:
             sampler = torch.utils.data.distributed.DistributedSampler(
                 dataset, num_replicas=self.context.world_size, rank=self.context.rank, shuffle=shuffle,
-                seed=self.args.seed or 0)
-        workers = self.args.num_workers
+                seed=self.settings.seed or 0)
+        workers = self.settings.num_workers
         return torch.utils.data.DataLoader(
-            dataset, batch_size=self.args.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+            dataset, batch_size=self.settings.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
             num_workers=workers, collate_fn=collate_fn, worker_init_fn=worker_init_fn,
-            persistent_workers=workers > 0, pin_memory=self.device.type == "cuda" if pin_memory is None else pin_memory)
+            persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda" if pin_memory is None else pin_memory)
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> Optional[str]:
         """Train from ``start_epoch`` to ``num_epochs``; returns the last saved model path."""
-        args = self.args
+        args = self.settings
         train_loader = self._train_loader()
-        validation_loader = self._loader(self.validation_dataset, shuffle=False, epoch_sampler=False) if self.validation_dataset else None
+        validation_loader = (self._loader(self.validation_dataset, shuffle=False, epoch_sampler=False)
+                             if self.validation_dataset else None)
         last_model_path = None
         last_path = os.path.join(args.checkpoint_folder, checkpoints.LAST_CHECKPOINT)
         show_progress = self.context.is_main and not args.no_progress
@@ -243,13 +266,15 @@ class TrainingRun:
             lr = self.optimizer.param_groups[-1]["lr"]
             try:
                 result = train_one_epoch(self.model, train_loader, self.criterion, self.optimizer, self.device, epoch,
-                                         autocast_dtype=self.autocast_dtype, scaler=self.scaler, channels_last=args.channels_last,
-                                         freeze_bn=args.freeze_bn, debug_steps=args.debug_steps, show_progress=show_progress,
+                                         autocast_dtype=self.autocast_dtype, scaler=self.scaler,
+                                         channels_last=args.channels_last, freeze_bn=args.freeze_bn,
+                                         debug_steps=args.debug_steps, show_progress=show_progress,
                                          log=log.info if self.context.is_main else (lambda message: None),
                                          on_step=self._log_step, global_step=self.global_step)
             except NonFiniteLossError as error:
                 kept = last_path if os.path.exists(last_path) else "none yet"
-                raise NonFiniteLossError(f"{error}; stopping. Last good checkpoint: {kept}. Try a lower --lr.") from None
+                raise NonFiniteLossError(f"{error}; stopping. Last good checkpoint: {kept}. "
+                                         "Try a lower --lr.") from None
             if result.steps == 0:
                 raise skipped.empty_epoch_error(self.train_dataset, epoch, result.skipped, args.datasets)
             if result.skipped > result.images and self.context.is_main:
@@ -261,28 +286,35 @@ class TrainingRun:
                 log.info("Epoch: %d, lr %.6g, Training Loss: %.4f, Regression Loss %.4f, Classification Loss: %.4f, "
                          "%.1f images/s%s", epoch, lr, result.loss, result.regression_loss, result.classification_loss,
                          result.images * self.context.world_size / max(result.seconds, 1e-9),
-                         f", skipped {result.skipped} unreadable samples (see warnings above)" if result.skipped else "")
-            record = {"epoch": epoch, "lr": lr, "train_loss": result.loss, "train_regression_loss": result.regression_loss,
+                         f", skipped {result.skipped} unreadable samples (see warnings above)" if result.skipped
+                         else "")
+            record = {"epoch": epoch, "lr": lr, "train_loss": result.loss,
+                      "train_regression_loss": result.regression_loss,
                       "train_classification_loss": result.classification_loss, "skipped": result.skipped}
             is_validation_epoch = epoch % args.validation_epochs == 0 or epoch == args.num_epochs - 1
             if is_validation_epoch and self.context.is_main:
                 loss_for_name = result.loss
                 if validation_loader is not None:
-                    validation = validate(self.net, validation_loader, self.validation_criterion, self.device, args.channels_last)
+                    validation = validate(self.net, validation_loader, self.validation_criterion, self.device,
+                                          args.channels_last)
                     loss_for_name = validation.loss
-                    record.update(validation_loss=validation.loss, validation_regression_loss=validation.regression_loss,
+                    record.update(validation_loss=validation.loss,
+                                  validation_regression_loss=validation.regression_loss,
                                   validation_classification_loss=validation.classification_loss)
-                    log.info("Epoch: %d, Validation Loss: %.4f, Validation Regression Loss %.4f, Validation Classification Loss: %.4f",
-                             epoch, validation.loss, validation.regression_loss, validation.classification_loss)
+                    log.info("Epoch: %d, Validation Loss: %.4f, Validation Regression Loss %.4f, "
+                             "Validation Classification Loss: %.4f", epoch, validation.loss,
+                             validation.regression_loss, validation.classification_loss)
                     record["validation_map"] = self._validation_map()
                     log.info("Epoch: %d, Validation VOC07 mAP: %.4f", epoch, record["validation_map"])
-                last_model_path = os.path.join(args.checkpoint_folder, f"{args.net}-Epoch-{epoch}-Loss-{loss_for_name}.pth")
-                atomic_save(self.net.state_dict(), last_model_path)
+                last_model_path = os.path.join(args.checkpoint_folder,
+                                               f"{args.net}-Epoch-{epoch}-Loss-{loss_for_name}.pth")
+                save_torch(self.net.state_dict(), last_model_path)
                 self._write_sidecar(last_model_path)
                 log.info("Saved model %s", last_model_path)
             if self.context.is_main:
                 checkpoints.save_training_checkpoint(last_path, self.net, self.optimizer, self.scheduler, epoch,
-                                                     self.global_step, vars(args), self.scaler, info=self._model_info())
+                                                     self.global_step, args.record(), self.scaler,
+                                                     info=self._model_info())
                 self._write_sidecar(last_path)
                 self._append_history(record)
             barrier(self.context)
@@ -292,37 +324,19 @@ class TrainingRun:
 
     def _validation_map(self) -> float:
         """VOC07 11-point mAP of the current weights on the validation set (prob_threshold 0.01)."""
-        from vision.evaluation.runner import evaluate
-
-        predictor = create_predictor(self.args.net, self.net, device=self.device)
-        result = evaluate(predictor, self.validation_raw, self.class_names, batch_size=self.args.batch_size,
-                          num_workers=min(self.args.num_workers, 2), progress=False)
+        predictor = create_predictor(self.settings.net, self.net, device=self.device)
+        result = evaluate(predictor, self.validation_raw, self.class_names, batch_size=self.settings.batch_size,
+                          num_workers=min(self.settings.num_workers, 2), progress=False)
         return float(result.mean_ap)
-
-    def _input_size(self):
-        """``--resolution`` when given; on ``--resume`` without it, the size the checkpoint was trained at
-        (its sidecar, else ``image_size`` in a last.pth); else None (the native size)."""
-        from vision.utils.image_size import parse_resolution
-
-        args = self.args
-        if getattr(args, "resolution", None):
-            return parse_resolution(args.resolution)
-        if args.resume:
-            info = read_sidecar(args.resume)
-            if info is not None:
-                return info.image_size
-            checkpoint = load_checkpoint_file(args.resume)
-            if isinstance(checkpoint, dict) and checkpoint.get("image_size") is not None:
-                return tuple(int(v) for v in checkpoint["image_size"])
-        return None
 
     def _model_info(self) -> dict:
         """What last.pth records beside the training state: net type, input size ``[width, height]``, classes."""
-        return {"net_type": self.args.net, "image_size": list(self.net.config.image_size),
+        return {"net_type": self.settings.net, "image_size": list(self.net.config.image_size),
                 "class_names": list(self.class_names)}
 
     def _write_sidecar(self, checkpoint_path: str) -> None:
-        write_sidecar(checkpoint_path, self.args.net, self.net.config.image_size, self.class_names, self.args.mb2_width_mult)
+        write_sidecar(checkpoint_path, self.settings.net, self.net.config.image_size, self.class_names,
+                      self.settings.mb2_width_mult)
 
     def _log_step(self, step: int, values: dict) -> None:
         if self.writer is not None:
@@ -330,7 +344,7 @@ class TrainingRun:
                 self.writer.add_scalar(f"train/{key}", value, step)
 
     def _append_history(self, record: dict) -> None:
-        with open(os.path.join(self.args.checkpoint_folder, "history.jsonl"), "a") as stream:
+        with open(os.path.join(self.settings.checkpoint_folder, "history.jsonl"), "a") as stream:
             stream.write(json.dumps(record) + "\n")
         if self.writer is not None:
             for key, value in record.items():

@@ -10,12 +10,11 @@ change their inputs in place; they return new arrays (or views of the image).
 Randomness comes from numpy's global generator (``np.random``), as in the original toolkit, so that
 ``vision.datasets.collation.worker_init_fn`` can seed each data-loading worker differently.
 
-Why numpy + OpenCV rather than torchvision.transforms.v2 (measured by benchmarks/bench_data.py; numbers
-in docs/datasets.md): on one CPU thread, for a 500x375 VOC image, v2's RandomPhotometricDistort alone
-costs about 28 ms (its hue step converts to HSV in float torch code) against about 2 ms here with uint8
-lookup tables and cv2.cvtColor; v2's zoom-out/crop/flip/resize are not faster than the numpy views and
-cv2.resize used here; and v2.RandomIoUCrop needs at least one box (with none it never finds a crop), while
-images without objects are valid training samples in this toolkit.
+Why numpy + OpenCV rather than torchvision.transforms.v2 (benchmarks/bench_data.py times both; the
+figures are in docs/datasets.md): v2's RandomPhotometricDistort converts to HSV for its hue step in float
+torch code, where uint8 lookup tables and cv2.cvtColor do the same far faster; v2's zoom-out/crop/flip/
+resize are not faster than the numpy views and cv2.resize used here; and v2.RandomIoUCrop needs at least
+one box (with none it never finds a crop), while images without objects are valid training samples here.
 """
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -73,10 +72,12 @@ class PhotometricDistort:
         # OpenCV's 8-bit HSV stores hue in 0..179 (2 degrees a unit).
         hue_shift = int(np.rint(np.random.uniform(-self.hue_delta_degrees, self.hue_delta_degrees) / 2))
         order = _CHANNEL_ORDERS[np.random.randint(len(_CHANNEL_ORDERS))]
-        use_brightness, use_contrast, contrast_first, use_saturation, use_hue, use_swap = (bool(d) for d in draws < self.p)
+        use_brightness, use_contrast, contrast_first, use_saturation, use_hue, use_swap = (
+            bool(d) for d in draws < self.p)
         return PhotometricParameters(brightness if use_brightness else 0.0, contrast if use_contrast else 1.0,
                                      contrast_first, saturation if use_saturation else 1.0,
-                                     hue_shift if use_hue else 0, tuple(int(c) for c in order) if use_swap else (0, 1, 2))
+                                     hue_shift if use_hue else 0,
+                                     tuple(int(c) for c in order) if use_swap else (0, 1, 2))
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Sample:
         return apply_photometric(image, self.sample()), boxes, labels

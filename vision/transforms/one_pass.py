@@ -21,8 +21,17 @@ import torch
 
 from vision.utils.image_size import as_width_height
 
-from .augmentation import (Expand, PhotometricDistort, PhotometricParameters, RandomHorizontalFlip, RandomIoUCrop,
-                           apply_photometric, crop_boxes, expand_boxes, flip_boxes)
+from .augmentation import (
+    Expand,
+    PhotometricDistort,
+    PhotometricParameters,
+    RandomHorizontalFlip,
+    RandomIoUCrop,
+    apply_photometric,
+    crop_boxes,
+    expand_boxes,
+    flip_boxes,
+)
 from .box_ops import as_boxes, as_labels, clip_boxes, valid_box_mask
 from .pipelines import TrainAugmentation, _check_image, _rgb_triple, to_relative_boxes
 
@@ -57,7 +66,8 @@ def sample_parameters(recipe: TrainAugmentation, width: int, height: int, boxes,
     boxes, labels = boxes[keep], labels[keep]
     photometric_step = _step(recipe, PhotometricDistort)
     photometric = photometric_step.sample() if photometric_step is not None else PhotometricParameters()
-    expand, crop_step, flip_step = _step(recipe, Expand), _step(recipe, RandomIoUCrop), _step(recipe, RandomHorizontalFlip)
+    expand, crop_step, flip_step = (_step(recipe, Expand), _step(recipe, RandomIoUCrop),
+                                    _step(recipe, RandomHorizontalFlip))
     offset_x = offset_y = 0
     canvas_width, canvas_height = width, height
     placement = expand.sample(width, height) if expand is not None else None
@@ -102,8 +112,8 @@ class OnePassTrainAugmentation:
 
     Same call shape and output as ``TrainAugmentation(size, mean, std)``, the same draws (same boxes for the
     same ``np.random`` state), and images that differ only by interpolation and by the order of colour and
-    resampling (cv2.warpAffine, bilinear, the mean beyond the image). Several times faster on photos larger
-    than the net's input, and on zoomed-out images (no canvas of up to 16x the photo's area).
+    resampling (cv2.warpAffine, bilinear, the mean beyond the image). Faster on photos larger than the
+    net's input, and on zoomed-out images (no canvas of up to 16x the photo's area).
     """
 
     def __init__(self, size, mean=0, std=1.0):

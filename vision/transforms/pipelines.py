@@ -49,8 +49,8 @@ class ResizeNormalize:
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         resized = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
-        # Transposing the uint8 image first and normalising in place is about 5x faster than
-        # normalising (H, W, 3) with mixed dtypes and transposing the floats.
+        # Transposing the uint8 image first and normalising in place is far cheaper than normalising
+        # (H, W, 3) with mixed dtypes and transposing the floats.
         planes = np.ascontiguousarray(resized.transpose(2, 0, 1)).astype(np.float32)
         planes -= self.mean[:, None, None]
         planes *= self.inverse_std[:, None, None]

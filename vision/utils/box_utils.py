@@ -1,4 +1,5 @@
-"""Prior boxes, box-form conversions, SSD box coding, IoU, ground-truth matching and NMS.
+"""Box-form conversions, SSD box coding, IoU, ground-truth matching and NMS (prior boxes: the original's
+names are kept here and resolve to :mod:`vision.ssd.priors`).
 
 Conventions used throughout:
 - corner form: ``[x1, y1, x2, y2]``; center form: ``[cx, cy, w, h]``;
@@ -9,54 +10,30 @@ users' scripts import.
 """
 from __future__ import annotations
 
-import collections
 import math
-from typing import Optional, Sequence
+from typing import Optional
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from vision.utils.nms import ORIGINAL_IOU_EPS, batched_hard_nms_original
 
-SSDBoxSizes = collections.namedtuple("SSDBoxSizes", ["min", "max"])
-SSDSpec = collections.namedtuple("SSDSpec", ["feature_map_size", "shrinkage", "box_sizes", "aspect_ratios"])
+_PRIOR_NAMES = ("SSDBoxSizes", "SSDSpec", "generate_ssd_priors")
 
 
-def generate_ssd_priors(specs: Sequence[SSDSpec], image_size: int, clamp: bool = True) -> Tensor:
-    """Prior boxes for the given feature-map specs.
+def __getattr__(name: str):
+    """The original's prior names (``SSDBoxSizes``, ``SSDSpec``, ``generate_ssd_priors``), which live in
+    :mod:`vision.ssd.priors` with every other prior rule; imported on first use, so this lowest layer does
+    not load the net package."""
+    if name in _PRIOR_NAMES:
+        from vision.ssd import priors
 
-    Returns float32 ``(P, 4)`` center-form boxes relative to the image, ordered as the heads' outputs
-    are flattened: feature maps in order; inside one, row by row then column by column; per location
-    the min-size square, the sqrt(min*max) square, then for each aspect ratio r the
-    ``(w*sqrt(r), h/sqrt(r))`` and ``(w/sqrt(r), h*sqrt(r))`` boxes. Centers are
-    ``(i + 0.5) / (image_size / shrinkage)``, as in the original (not ``/ feature_map_size``).
-    """
-    per_map = []
-    for spec in specs:
-        scale = image_size / spec.shrinkage
-        rows, cols = np.meshgrid(np.arange(spec.feature_map_size), np.arange(spec.feature_map_size), indexing="ij")
-        centers = np.stack([(cols.ravel() + 0.5) / scale, (rows.ravel() + 0.5) / scale], axis=1)  # (L, 2)
-        small = spec.box_sizes.min / image_size
-        big = math.sqrt(spec.box_sizes.max * spec.box_sizes.min) / image_size
-        sizes = [(small, small), (big, big)]
-        for ratio in spec.aspect_ratios:
-            root = math.sqrt(ratio)
-            sizes += [(small * root, small / root), (small / root, small * root)]
-        sizes = np.asarray(sizes, dtype=np.float64)  # (A, 2)
-        boxes = np.concatenate(
-            [np.repeat(centers[:, None, :], len(sizes), axis=1), np.broadcast_to(sizes, (len(centers),) + sizes.shape)],
-            axis=2,
-        )
-        per_map.append(boxes.reshape(-1, 4))
-    # Computed in float64 and cast once, as the original builds them from Python floats.
-    priors = torch.from_numpy(np.concatenate(per_map).astype(np.float32))
-    if clamp:
-        priors.clamp_(0.0, 1.0)
-    return priors
+        return getattr(priors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def convert_locations_to_boxes(locations: Tensor, priors: Tensor, center_variance: float, size_variance: float) -> Tensor:
+def convert_locations_to_boxes(locations: Tensor, priors: Tensor, center_variance: float,
+                               size_variance: float) -> Tensor:
     """Decode regression outputs.
 
     locations: ``(..., P, 4)`` offsets from the heads; priors: ``(P, 4)`` or ``(..., P, 4)`` center form, 0..1.
@@ -187,7 +164,8 @@ def soft_nms(box_scores: Tensor, score_threshold: float, sigma: float = 0.5, top
     """Gaussian soft-NMS of one class (Bodla et al. 2017). box_scores: ``(n, 5)``. Returns ``(k, 5)``
     with decayed scores, in the order picked."""
     groups = torch.zeros(box_scores.size(0), dtype=torch.int64, device=box_scores.device)
-    kept_boxes, kept_scores, _ = batched_soft_nms(box_scores[:, :4], box_scores[:, 4], groups, score_threshold, sigma, top_k)
+    kept_boxes, kept_scores, _ = batched_soft_nms(box_scores[:, :4], box_scores[:, 4], groups, score_threshold, sigma,
+                                                  top_k)
     return torch.cat([kept_boxes, kept_scores[:, None]], dim=1)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Iterable, List
 
+from vision.utils.atomic import write_text
+
 BACKGROUND = "BACKGROUND"
 
 
@@ -60,12 +62,9 @@ def read_label_file(path: str | os.PathLike) -> List[str]:
 
 def write_label_file(path: str | os.PathLike, class_names: Iterable[str]) -> None:
     """Write ``class_names`` one a line (BACKGROUND included when given; the form the original's scripts
-    read back), atomically, so a reader never sees half a file."""
-    path = os.fspath(path)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write("".join(f"{name}\n" for name in class_names))
-    os.replace(temporary, path)
+    read back), atomically, so a reader never sees half a file. Raises WriteError (an OSError) naming the
+    file when it cannot be written."""
+    write_text(path, "".join(f"{name}\n" for name in class_names))
 
 
 store_labels = write_label_file  # the original toolkit's name (vision.utils.misc.store_labels)

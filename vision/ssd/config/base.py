@@ -11,8 +11,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from torch import Tensor
 
-from vision.ssd.priors import FeatureMapShapes, PriorRule, SpecPriors
-from vision.utils.box_utils import SSDSpec
+from vision.ssd.priors import FeatureMapShapes, PriorRule, SpecPriors, SSDSpec
 from vision.utils.image_size import ImageSize, SizeLike, as_width_height, format_size
 
 

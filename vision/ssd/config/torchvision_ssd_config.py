@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vision.ssd.config.base import SSDConfig
-from vision.ssd.default_box_priors import DefaultBoxPriors
+from vision.ssd.priors import DefaultBoxPriors
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ class PostprocessDefaults:
     max_detections: int
 
 
-ssdlite320_rule = DefaultBoxPriors(aspect_ratios=((2, 3),) * 6, native_shapes=((20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)),
+ssdlite320_rule = DefaultBoxPriors(aspect_ratios=((2, 3),) * 6,
+                                   native_shapes=((20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)),
                                    min_ratio=0.2, max_ratio=0.95)
 ssdlite320_config = SSDConfig((320, 320), (127.5, 127.5, 127.5), 127.5, ssdlite320_rule, ssdlite320_rule.native_shapes,
                               center_variance=0.1, size_variance=0.2, iou_threshold=0.55)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from vision.ssd.config.base import SSDConfig
-from vision.utils.box_utils import SSDBoxSizes, SSDSpec, generate_ssd_priors
+from vision.ssd.priors import SSDBoxSizes, SSDSpec, generate_ssd_priors
 
 image_size = 300
 image_mean = np.array([123, 117, 104])  # RGB

@@ -1,11 +1,13 @@
-"""eval_ssd.py --backend onnx: any exported file evaluates with the .pth's metrics and outputs."""
+"""Opening an exported model (vision.export.exported) and eval_ssd.py --backend onnx: any exported file
+evaluates with the .pth's metrics and outputs."""
 import json
 
 import pytest
 
-from tests.export.nets import realistic_net
+from tests.export.nets import CLASS_NAMES, exported_model, realistic_net
 from vision.cli import eval_ssd
 from vision.datasets.synthetic import generate_voc_dataset
+from vision.export.exported import describe_precision, input_size_of, onnx_providers, open_exported_model
 from vision.export.onnx_export import export_onnx
 from vision.export.quantize import choose_calibration_images, quantize_onnx
 
@@ -40,7 +42,8 @@ def _evaluate(folder, root, model, *flags):
 def test_plain_float32_export_scores_as_the_pth(exported, capsys):
     folder, root, labels = exported
     pth_summary, pth_files = _evaluate(folder, root, "model.pth", "--label_file", str(labels))
-    onnx_summary, onnx_files = _evaluate(folder, root, "model.onnx", "--backend", "onnx")  # labels from model.labels.txt
+    # The labels come from model.labels.txt.
+    onnx_summary, onnx_files = _evaluate(folder, root, "model.onnx", "--backend", "onnx")
     assert onnx_files == pth_files
     assert pth_summary["num_detections"] > 0
     assert abs(onnx_summary["mean_ap"] - pth_summary["mean_ap"]) <= 1e-4
@@ -61,10 +64,35 @@ def test_int8_nms_graph_file_evaluates_with_the_same_outputs(exported):
 
 def test_onnx_backend_errors_are_one_line(exported, capsys):
     folder, root, labels = exported
-    code = eval_ssd.main(["--net", "mb2-ssd-lite", "--trained_model", str(folder / "model.onnx"), "--dataset", str(root),
-                          "--backend", "onnx", "--eval_dir", str(folder / "bad")])
+    code = eval_ssd.main(["--net", "mb2-ssd-lite", "--trained_model", str(folder / "model.onnx"),
+                          "--dataset", str(root), "--backend", "onnx", "--eval_dir", str(folder / "bad")])
     assert code == 1
     assert capsys.readouterr().err == f"error: {folder / 'model.onnx'}: exported from mb1-ssd-lite, not mb2-ssd-lite\n"
     code = eval_ssd.main(["--trained_model", str(folder / "model.onnx"), "--dataset", str(root), "--backend", "onnx",
                           "--nms_method", "soft", "--eval_dir", str(folder / "bad")])
     assert code == 1 and "hard NMS only" in capsys.readouterr().err
+
+
+def test_open_exported_model_checks_size_net_type_and_classes_in_that_order():
+    model = exported_model("mb1-ssd-lite", False)
+    predictor = open_exported_model(model, CLASS_NAMES, net_type="mb1-ssd-lite", device="cpu", resolution="300")
+    assert predictor.class_names == CLASS_NAMES and input_size_of(predictor) == [300, 300]
+    assert describe_precision(predictor) == "float32"
+    with pytest.raises(ValueError, match="exported at 300x300, not 512x512; export again with --resolution 512"):
+        open_exported_model(model, ["BACKGROUND"], net_type="mb2-ssd-lite", resolution="512")
+    with pytest.raises(ValueError, match=f"{model}: exported from mb1-ssd-lite, not mb2-ssd-lite"):
+        open_exported_model(model, ["BACKGROUND"], net_type="mb2-ssd-lite")
+
+
+def test_a_class_count_mismatch_names_the_label_file_when_there_is_one():
+    model = exported_model("mb1-ssd-lite", False)
+    with pytest.raises(ValueError, match="labels.txt: 2 classes, but .* has 3; check the label file"):
+        open_exported_model(model, ["BACKGROUND", "cat"], label_path="labels.txt")
+    with pytest.raises(ValueError, match="exported for 3 classes, but the labels give 2; pass the model's label file"):
+        open_exported_model(model, ["BACKGROUND", "cat"])
+
+
+def test_onnx_providers_for_a_device():
+    assert onnx_providers("cpu") == (["CPUExecutionProvider"], "cpu")
+    with pytest.raises(ValueError, match="runs on cpu or cuda"):
+        onnx_providers("mps")

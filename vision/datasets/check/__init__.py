@@ -1,31 +1,34 @@
 """Checking a data set before training: counts, box statistics against the net's priors, and every problem.
 
-    python -m vision.datasets.check ROOT [--dataset_type auto] [--net mb1-ssd-lite] [--resolution 512]
-                                         [--label_file labels.txt] [--report dataset_report.png]
+The command is ``python -m vision.datasets.check`` (``vision.cli.check_dataset``); this module is the library:
 
-Prints images per split, boxes per class, images without boxes, histograms of box width, height and
-aspect ratio, how many boxes are smaller than the smallest prior of the net at that resolution (with the
-advice to raise --resolution when many are), and every problem with its file. Writes a report figure
-(class counts, box sizes and aspects against the priors', sample images with their boxes). Exits 1 when
-it found problems that training would skip or stop at (unreadable images, malformed annotation files,
-boxes without area or wholly outside the image, unknown classes), else 0.
+- :func:`check_dataset` reads the data set and measures it against the priors of a net (a :class:`NetPriors`
+  the caller makes, e.g. from ``vision.ssd.registry.net_config``);
+- :func:`format_report` is the printout: images per split, boxes per class, images without boxes, histograms
+  of box width, height and aspect ratio, how many boxes are smaller than the smallest prior (with the advice
+  to raise --resolution when many are), and every problem with its file;
+- :func:`write_figure` writes the report figure (class counts, box sizes and aspects against the priors',
+  sample images with their boxes).
+
+A problem is ``skipped`` when training would skip or stop at it (unreadable images, malformed annotation
+files, boxes without area or wholly outside the image, unknown classes).
 """
 from __future__ import annotations
 
-import argparse
-import functools
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
+import cv2
 import numpy as np
 
-from .annotated import DatasetContents
-from .errors import BadImageError, DatasetError
-from .images import read_rgb_image
-from ..transforms.box_ops import iou_matrix
+from vision.datasets.annotated import DatasetContents
+from vision.datasets.convert import read_contents
+from vision.datasets.errors import BadImageError
+from vision.datasets.images import read_rgb_image
+from vision.transforms.box_ops import iou_matrix
+from vision.utils.atomic import staged_path
 
 DUPLICATE_IOU = 0.95  # two boxes of one class overlapping this much are taken as one object labelled twice
 SMALL_SHARE_ADVICE = 0.1  # advise a higher --resolution when more than this share of boxes is small
@@ -77,28 +80,37 @@ class CheckReport:
         return any(problem.skipped for problem in self.problems)
 
 
-@functools.lru_cache(maxsize=16)  # building a net at a new size (to measure its maps) takes a while
-def _prior_sizes(net: str, resolution: Optional[str]) -> Tuple[Tuple[int, int], np.ndarray]:
-    from vision.ssd.registry import net_config
-    from vision.utils.image_size import parse_resolution
+@dataclass(frozen=True, eq=False)
+class NetPriors:
+    """The priors of one net at one input size. net: the net type's name (for the printout); input_size:
+    (width, height) in pixels; priors: float64 (P, 4) center-form (cx, cy, w, h), 0..1 of the input."""
 
-    config = net_config(net, parse_resolution(resolution) if resolution else None)
-    width, height = config.image_size
-    priors = np.asarray(config.priors, dtype=np.float64)
-    return (width, height), priors[:, 2:] * np.array([width, height])
+    net: str
+    input_size: Tuple[int, int]
+    priors: np.ndarray
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """float64 (P, 2): every prior's width, height in input pixels."""
+        return np.asarray(self.priors, np.float64)[:, 2:] * np.array(self.input_size, np.float64)
+
+
+# (width, height) -> the same net's priors at that input size; ValueError or RuntimeError when it has none there.
+PriorsAt = Callable[[Tuple[int, int]], NetPriors]
 
 
 def _smallest_prior(prior_sizes: np.ndarray) -> float:
     return float(np.sqrt(prior_sizes.prod(axis=1)).min())
 
 
-def _resolution_advice(report: CheckReport) -> str:
+def _resolution_advice(report: CheckReport, priors_at: Optional[PriorsAt]) -> str:
     """Advice when more than SMALL_SHARE_ADVICE of the boxes are small: the --resolution that lowers their
     number, tried at twice the size and at the images' median aspect ratio (this toolkit scales the
     priors with the input's shorter side, so only a wider or taller input shrinks them relative to the
-    image), or what else helps when no size does."""
+    image), or what else helps when no size does. `priors_at` gives the net's priors at a candidate size;
+    without it there is no advice."""
     total, small = len(report.box_sizes), report.num_small_boxes
-    if not total or small / total <= SMALL_SHARE_ADVICE:
+    if priors_at is None or not total or small / total <= SMALL_SHARE_ADVICE:
         return ""
     width, height = report.input_size
     aspect = float(np.median(report.box_image_sizes[:, 0] / np.maximum(report.box_image_sizes[:, 1], 1)))
@@ -109,10 +121,11 @@ def _resolution_advice(report: CheckReport) -> str:
     results = []
     for candidate in sorted(candidates):
         try:
-            size, priors = _prior_sizes(report.net, f"{candidate[0]}x{candidate[1]}")
+            candidate_priors = priors_at(candidate)
         except (ValueError, RuntimeError):
             continue
-        results.append((report.small_boxes_at(size, _smallest_prior(priors)), size))
+        size = tuple(candidate_priors.input_size)
+        results.append((report.small_boxes_at(size, _smallest_prior(candidate_priors.sizes)), size))
     share = f"{100 * small / total:.0f} % of the boxes are smaller than the smallest prior"
     better = [(count, size) for count, size in sorted(results) if count < small]
     if better:
@@ -124,18 +137,19 @@ def _resolution_advice(report: CheckReport) -> str:
             f"whose smallest prior is smaller")
 
 
-def check_dataset(root, dataset_type: str = "auto", net: str = "mb1-ssd-lite", resolution: Optional[str] = None,
-                  label_file=None, num_samples: int = 3) -> CheckReport:
+def check_dataset(root, priors: NetPriors, dataset_type: str = "auto", label_file=None, num_samples: int = 3,
+                  priors_at: Optional[PriorsAt] = None) -> CheckReport:
     """Read every split of the data set at `root` and every image in it (decoded, so truncated files are
-    found), and report as CheckReport. Raises DatasetError for a file-level problem (malformed
-    JSON/YAML/CSV, no annotation files), as training would."""
-    from .convert import read_contents
-
+    found), and report as CheckReport, box sizes measured against `priors` (images resized to its
+    input_size). `priors_at` gives the same net's priors at other sizes, for the advice on --resolution
+    (none without it). `num_samples`: images (with usable boxes) kept for the figure. Raises DatasetError
+    for a file-level problem (malformed JSON/YAML/CSV, no annotation files), as training would."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # every finding is reported as a Problem instead
         contents = read_contents(root, dataset_type, label_file)
-    input_size, prior_sizes = _prior_sizes(net, resolution)
-    report = CheckReport(contents, input_size, net, prior_sizes=prior_sizes, smallest_prior=_smallest_prior(prior_sizes))
+    input_size, prior_sizes = tuple(priors.input_size), priors.sizes
+    report = CheckReport(contents, input_size, priors.net, prior_sizes=prior_sizes,
+                         smallest_prior=_smallest_prior(prior_sizes))
     report.problems += [Problem(line.split(": ", 1)[0], f"unknown class: {line.split(': ', 1)[-1]}", True)
                         for line in contents.unknown]
     sizes, pixel_sizes, image_sizes, labels = [], [], [], []
@@ -170,7 +184,7 @@ def check_dataset(root, dataset_type: str = "auto", net: str = "mb1-ssd-lite", r
         report.box_sizes, report.box_pixel_sizes = np.concatenate(sizes), np.concatenate(pixel_sizes)
         report.box_labels = np.concatenate(labels)
         report.box_image_sizes = np.concatenate(image_sizes).astype(np.float64)
-    report.advice = _resolution_advice(report)
+    report.advice = _resolution_advice(report, priors_at)
     return report
 
 
@@ -252,9 +266,8 @@ def format_report(report: CheckReport) -> str:
 
 def write_figure(report: CheckReport, path) -> Path:
     """The report figure (PNG): class counts; box width x height and aspect ratio against the priors' (in
-    the net's input pixels); a few sample images with their boxes."""
-    import cv2
-    import matplotlib
+    the net's input pixels); a few sample images with their boxes. Written atomically; returns `path`."""
+    import matplotlib  # an optional dependency, needed only for the figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -262,7 +275,8 @@ def write_figure(report: CheckReport, path) -> Path:
     names = report.contents.class_names
     columns = max(3, len(report.samples))
     figure, axes = plt.subplots(2, columns, figsize=(5 * columns, 9))
-    counts = np.bincount(report.box_labels, minlength=len(names))[1:] if report.box_labels.size else np.zeros(len(names) - 1)
+    counts = (np.bincount(report.box_labels, minlength=len(names))[1:] if report.box_labels.size
+              else np.zeros(len(names) - 1))
     axes[0, 0].bar(range(len(names) - 1), counts, color="tab:blue")
     axes[0, 0].set_xticks(range(len(names) - 1), names[1:], rotation=60, ha="right", fontsize=8)
     axes[0, 0].set_title("boxes per class")
@@ -292,31 +306,10 @@ def write_figure(report: CheckReport, path) -> Path:
         axis.imshow(drawn)
     figure.tight_layout()
     path = Path(path)
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-    return path
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from vision.ssd.registry import NET_TYPES
-
-    parser = argparse.ArgumentParser(description="Check a detection data set before training.")
-    parser.add_argument("root", help="dataset root (or a COCO JSON, YOLO data.yaml or CSV file)")
-    parser.add_argument("--dataset_type", default="auto", choices=("auto", "voc", "coco", "yolo", "csv"))
-    parser.add_argument("--net", default="mb1-ssd-lite", choices=list(NET_TYPES), help="whose priors to compare with")
-    parser.add_argument("--resolution", default=None, help="the net's input size, as train_ssd.py takes it")
-    parser.add_argument("--label_file", default=None, help="class names to index the labels by")
-    parser.add_argument("--report", default="dataset_report.png", help="where to write the report figure")
-    args = parser.parse_args(argv)
     try:
-        report = check_dataset(args.root, args.dataset_type, args.net, args.resolution, args.label_file)
-    except (DatasetError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(format_report(report))
-    print(f"report figure: {write_figure(report, args.report)}")
-    return 1 if report.has_skipped else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        # The temporary name has no .png extension, so the format is named.
+        with staged_path(path) as temporary:
+            figure.savefig(temporary, dpi=80, format="png")
+    finally:
+        plt.close(figure)
+    return path

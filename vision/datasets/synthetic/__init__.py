@@ -1,5 +1,7 @@
 """A synthetic VOC-format data set of coloured shapes, for tests, the demo and a first run without downloads.
 
+The command is ``python -m vision.datasets.synthetic`` (``vision.cli.synthetic_dataset``):
+
     python -m vision.datasets.synthetic --root data/shapes --num_images 2000 --num_test 200 --seed 0
     python -m vision.datasets.synthetic --root data/small --small_objects   # 640x480, 10-40 pixel objects
 
@@ -15,8 +17,8 @@ any two, and at most 40 % of the smaller one covered) and are drawn largest firs
 visible. The output is a function of the arguments only: the same seed gives byte-identical files, and
 image i does not depend on how many images are made.
 """
-import argparse
-import os
+import multiprocessing
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -25,7 +27,9 @@ from xml.etree import ElementTree
 import cv2
 import numpy as np
 
-from .labels import store_labels
+from vision.datasets.convert import convert
+from vision.utils.atomic import staged_path
+from vision.utils.labels import store_labels
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "ring")
 _SUBPIXEL_BITS = 4  # cv2 drawing with fractional coordinates
@@ -238,14 +242,12 @@ def generate_voc_dataset(root, num_images: int = 200, num_test: int = None, seed
     jobs = [(root, seed, index, 0 if index in empty else None, width, height, min_objects, max_objects, min_size,
              max_size, tuple(classes), jpeg_quality) for index in range(num_images + num_test)]
     if num_workers > 1 and len(jobs) > 1:
-        import multiprocessing
-
         with multiprocessing.get_context().Pool(num_workers) as pool:
             total_objects = sum(pool.imap_unordered(_write_image, jobs, chunksize=16))
     else:
         total_objects = sum(map(_write_image, jobs))
-    _write_atomic(root / "ImageSets/Main/trainval.txt", "".join(f"{i}\n" for i in trainval).encode())
-    _write_atomic(root / "ImageSets/Main/test.txt", "".join(f"{i}\n" for i in test).encode())
+    _write_file(root / "ImageSets/Main/trainval.txt", "".join(f"{i}\n" for i in trainval).encode())
+    _write_file(root / "ImageSets/Main/test.txt", "".join(f"{i}\n" for i in test).encode())
     store_labels(root / "labels.txt", classes)
     return SyntheticSummary(root, trainval, test, tuple(classes), total_objects)
 
@@ -256,10 +258,6 @@ def generate_dataset(root, dataset_format: str = "voc", **options) -> SyntheticS
     temporary folder beside `root` and converted (images hard-linked), so `root` must be new or empty."""
     if dataset_format == "voc":
         return generate_voc_dataset(root, **options)
-    import tempfile
-
-    from .convert import convert
-
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{root.name}-voc-", dir=root.parent) as temporary:
@@ -281,46 +279,13 @@ def _write_image(job) -> int:
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for image {image_id}")
-    _write_atomic(root / "JPEGImages" / f"{image_id}.jpg", encoded.tobytes())
-    _write_atomic(root / "Annotations" / f"{image_id}.xml", voc_xml(image_id, width, height, objects))
+    _write_file(root / "JPEGImages" / f"{image_id}.jpg", encoded.tobytes())
+    _write_file(root / "Annotations" / f"{image_id}.xml", voc_xml(image_id, width, height, objects))
     return len(objects)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Write a synthetic VOC-format data set of coloured shapes.")
-    parser.add_argument("--root", required=True, help="folder to write (created if missing)")
-    parser.add_argument("--num_images", type=int, default=200, help="trainval images")
-    parser.add_argument("--num_test", type=int, default=None, help="test images (default num_images // 10)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--width", type=int, default=500)
-    parser.add_argument("--height", type=int, default=375)
-    parser.add_argument("--min_objects", type=int, default=1)
-    parser.add_argument("--max_objects", type=int, default=4)
-    parser.add_argument("--empty_fraction", type=float, default=0.0,
-                        help="share of images with no object at all")
-    parser.add_argument("--min_size", type=float, default=0.15, help="smallest object, fraction of the shorter side")
-    parser.add_argument("--max_size", type=float, default=0.5, help="largest object, fraction of the shorter side")
-    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1, help="processes to render with")
-    parser.add_argument("--format", default="voc", choices=("voc", "coco", "yolo", "csv"),
-                        help="layout to write (the same images and boxes in each)")
-    parser.add_argument("--small_objects", action="store_true",
-                        help="640x480 images with 10-40 pixel objects (sets --width, --height, --min_size, --max_size)")
-    args = parser.parse_args(argv)
-    if args.small_objects:
-        vars(args).update(SMALL_OBJECTS)
-    summary = generate_dataset(args.root, args.format, num_images=args.num_images, num_test=args.num_test,
-                               seed=args.seed, width=args.width, height=args.height, min_objects=args.min_objects,
-                               max_objects=args.max_objects, empty_fraction=args.empty_fraction,
-                               min_size=args.min_size, max_size=args.max_size, num_workers=args.num_workers)
-    print(f"wrote {len(summary.trainval_ids)} trainval + {len(summary.test_ids)} test images ({args.format}), "
-          f"{summary.num_objects} objects, classes {', '.join(summary.class_names)}, to {summary.root}")
-
-
-if __name__ == "__main__":
-    main()
+def _write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (see vision.utils.atomic). Not flushed to disk one by one: the files
+    are a function of the arguments, so a power cut costs a re-run, and an fsync per file would slow it."""
+    with staged_path(path, fsync=False) as temporary:
+        Path(temporary).write_bytes(data)

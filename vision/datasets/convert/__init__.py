@@ -1,6 +1,5 @@
-"""Converting a data set between the VOC, COCO, YOLO and CSV layouts.
-
-    python -m vision.datasets.convert SRC DST --to voc|coco|yolo|csv [--from auto|voc|coco|yolo|csv] [--copy]
+"""Converting a data set between the VOC, COCO, YOLO and CSV layouts (the command is
+``python -m vision.datasets.convert``, in ``vision.cli.convert_dataset``).
 
 What is written is what the source loads as: the same images (hard-linked, or copied with --copy or
 across file systems; never re-encoded), boxes (clipped to the image, boxes without area dropped, with
@@ -11,31 +10,28 @@ pixel. DST must be a new or empty folder.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from ..utils.labels import LabelFileError
-from .annotated import DatasetContents, LoadedImage, cleaned_boxes, unknown_class_error
-from .errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data
-from .images import read_image_size
+from vision.datasets.annotated import DatasetContents, LoadedImage, cleaned_boxes, unknown_class_error
+from vision.datasets.coco import read_coco, write_coco
+from vision.datasets.csv_dataset import read_csv_dataset, write_csv_dataset
+from vision.datasets.detect import detect_format
+from vision.datasets.errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data
+from vision.datasets.images import read_image_size
+from vision.datasets.voc_dataset import read_voc, write_voc
+from vision.datasets.yolo import read_yolo, write_yolo
+from vision.utils.atomic import staged_path
 
 TARGET_FORMATS = ("voc", "coco", "yolo", "csv")
 
 
 def read_contents(path, dataset_type: str = "auto", label_file=None) -> DatasetContents:
     """Every split of the data set at `path` (dataset_type one of TARGET_FORMATS or "auto")."""
-    from .coco import read_coco
-    from .csv_dataset import read_csv_dataset
-    from .detect import detect_format
-    from .voc_dataset import read_voc
-    from .yolo import read_yolo
-
     if dataset_type == "auto":
         dataset_type = detect_format(path)
     readers = {"voc": read_voc, "coco": read_coco, "yolo": read_yolo, "csv": read_csv_dataset}
@@ -45,11 +41,6 @@ def read_contents(path, dataset_type: str = "auto", label_file=None) -> DatasetC
 
 
 def _writer(target: str) -> Callable:
-    from .coco import write_coco
-    from .csv_dataset import write_csv_dataset
-    from .voc_dataset import write_voc
-    from .yolo import write_yolo
-
     return {"voc": write_voc, "coco": write_coco, "yolo": write_yolo, "csv": write_csv_dataset}[target]
 
 
@@ -75,7 +66,8 @@ def load_images(contents: DatasetContents) -> Dict[str, LoadedImage]:
 
 
 def place_file(source: Path, target: Path, copy: bool = False) -> None:
-    """Hard-link `source` to `target` (copy when asked, or when linking fails, e.g. across file systems)."""
+    """Hard-link `source` to `target` (copy when asked, or when linking fails, e.g. across file systems).
+    A copy is written atomically, so an interrupted conversion leaves no partial image under `target`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if not copy:
         try:
@@ -83,7 +75,9 @@ def place_file(source: Path, target: Path, copy: bool = False) -> None:
             return
         except OSError:
             pass
-    shutil.copy2(source, target)
+    # No fsync per image: the destination is a new folder that a crash leaves to be written again anyway.
+    with staged_path(target, fsync=False) as temporary:
+        shutil.copy2(source, temporary)
 
 
 @dataclass
@@ -124,33 +118,3 @@ def convert(source, destination, to: str, source_format: str = "auto", copy: boo
     left_out = [image_id for image_id in contents.images if image_id not in loaded]
     return ConversionSummary(contents.format, to, len(loaded), sum(len(image.labels) for image in loaded.values()),
                              left_out, flags_dropped)
-
-
-def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Convert a detection data set between VOC, COCO, YOLO and CSV.")
-    parser.add_argument("source", help="dataset root (or a COCO JSON, YOLO data.yaml or CSV file)")
-    parser.add_argument("destination", help="new or empty folder to write")
-    parser.add_argument("--to", required=True, choices=TARGET_FORMATS, help="format to write")
-    parser.add_argument("--from", dest="source_format", default="auto", choices=TARGET_FORMATS + ("auto",),
-                        help="format of the source (default: detected)")
-    parser.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
-    parser.add_argument("--label_file", help="class names to index the source's labels by (default: its own)")
-    args = parser.parse_args(argv)
-    warnings.showwarning = _one_line_warnings
-    try:
-        summary = convert(args.source, args.destination, args.to, args.source_format, args.copy, args.label_file)
-    except (DatasetError, LabelFileError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {summary.images} images and {summary.boxes} boxes from {summary.source_format} {args.source} as "
-          f"{summary.target_format} to {args.destination}"
-          + (f"; left out {len(summary.left_out)} unusable image(s) (see warnings)" if summary.left_out else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

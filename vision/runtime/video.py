@@ -18,6 +18,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from vision.utils.atomic import StagedFiles
 from vision.utils.drawing import draw_detections, draw_status
 from vision.utils.opencv_log import quiet_opencv
 
@@ -168,7 +169,8 @@ def gui_available() -> bool:
 
 
 class WindowSink:
-    """Shows frames in a window; ``write`` returns False once ``q`` is pressed or the window is closed."""
+    """Shows frames in a window; ``write`` returns False once ``q`` is pressed or the window is closed.
+    As a context manager it closes the window on exit."""
 
     description = f"window {WINDOW_NAME!r} (press q to quit)"
 
@@ -182,37 +184,77 @@ class WindowSink:
     def close(self) -> None:
         cv2.destroyAllWindows()
 
+    def __enter__(self) -> "WindowSink":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
 
 class VideoFileSink:
-    """Writes frames to a video file at ``fps``; opened at the first frame (its size is the video's).
-    Written under a temporary name and renamed by :meth:`close`, so the path holds only finished videos."""
+    """Writes BGR frames to a video file at ``fps`` (30 when the source gives none); opened at the first
+    frame (its size is the video's). The video is staged under a temporary name (``vision.utils.atomic``)
+    and published by :meth:`close`, so ``path`` holds only finished videos; :meth:`discard` removes it.
+    As a context manager: closed when the body returns, discarded when it raises."""
 
     def __init__(self, path: str, fps: float):
         self.path = path
         self.fps = fps if fps and fps > 0 else 30.0
-        folder, name = os.path.split(os.path.abspath(path))
-        self.partial = os.path.join(folder, f".partial-{name}")
         self.writer: Optional[cv2.VideoWriter] = None
         self.frames = 0
+        self._staged: Optional[StagedFiles] = None
+        self._video_path: Optional[str] = None
 
     def write(self, frame: np.ndarray) -> bool:
         if self.writer is None:
-            os.makedirs(os.path.dirname(self.partial), exist_ok=True)
+            self._staged = StagedFiles([self.path])
             extension = os.path.splitext(self.path)[1].lower()
+            # OpenCV picks the container by the name's extension, which the staged name lacks: the video is
+            # written beside it under the same hidden temporary prefix, so a killed run's file is still found
+            # by remove_stale_temporaries.
+            self._video_path = self._staged.path(self.path) + extension
             fourcc = cv2.VideoWriter_fourcc(*FOURCCS.get(extension, "mp4v"))
-            self.writer = cv2.VideoWriter(self.partial, fourcc, self.fps, (frame.shape[1], frame.shape[0]))
-            if not self.writer.isOpened():
-                self.writer = None
+            writer = cv2.VideoWriter(self._video_path, fourcc, self.fps, (frame.shape[1], frame.shape[0]))
+            if not writer.isOpened():
+                writer.release()
+                self.discard()
                 raise OSError(f"{self.path}: OpenCV cannot write this video (try an .mp4 or .avi name)")
+            self.writer = writer
         self.writer.write(frame)
         self.frames += 1
         return True
 
     def close(self) -> None:
+        """Finish the video and publish it under ``path`` (nothing happens when no frame was written)."""
+        if self.writer is None:
+            return
+        self.writer.release()
+        self.writer = None
+        try:
+            os.replace(self._video_path, self._staged.path(self.path))
+            self._staged.publish()
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop the video being written; ``path`` is left as it was."""
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-            os.replace(self.partial, self.path)
+        if self._video_path is not None and os.path.exists(self._video_path):
+            os.remove(self._video_path)
+        if self._staged is not None:
+            self._staged.__exit__(None, None, None)
+        self._staged, self._video_path = None, None
+
+    def __enter__(self) -> "VideoFileSink":
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
 
 
 # -- the loop -----------------------------------------------------------------------------------------

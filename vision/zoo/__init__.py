@@ -2,8 +2,8 @@
 argument goes through.
 
 Wherever a weight file is taken (``--base_net``, ``--pretrained_ssd``, the model argument of the eval,
-example, live-demo and convert scripts, ``net.load()``, ``net.init_from_*``), :func:`resolve_weights` turns
-the argument into a local file: an existing path is used as is; a zoo name (``python -m vision.zoo list``),
+example, live-demo and convert scripts, ``vision.ssd.weights``), :func:`resolve_weights` turns the
+argument into a local file: an existing path is used as is; a zoo name (``python -m vision.zoo list``),
 a torchvision weight name (``"MobileNet_V2_Weights.IMAGENET1K_V2"``) or an http(s) URL is fetched once into
 ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``, where torchvision keeps its own
 downloads, so those are reused).
@@ -11,26 +11,27 @@ downloads, so those are reused).
 A download shows a progress bar, is written to a temporary file and renamed only once it is checked
 (Ctrl-C leaves nothing under the final name), is checked against the SHA-256 prefix in torchvision's
 file names or the entry's full SHA-256, and, for the original toolkit's files (no hashes were
-published), by loading it strictly into its net type. Failures are one-line :class:`ZooError` messages
-naming the URL and the cache path where the file can be put by hand.
+published), by the ``check_original`` the caller passes (``vision.ssd.weights`` loads the file strictly
+into its net type; this module knows nothing of the nets). Failures are one-line :class:`ZooError`
+messages naming the URL and the cache path where the file can be put by hand.
 
-    python -m vision.zoo list
-    python -m vision.zoo get mb2-ssd-lite-voc
+The command is ``python -m vision.zoo list|get NAME`` (``vision.cli.zoo``).
 """
 from __future__ import annotations
 
-import argparse
-import glob
 import http.client
 import os
 import re
-import sys
-import tempfile
 import urllib.error
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torchvision.models import get_weight
+
+from vision.utils.atomic import remove_stale_temporaries, staged_path
+from vision.utils.errors import first_line
+from vision.utils.labels import write_label_file
 
 SSD_CHECKPOINT, BASE_NET, TORCHVISION_BACKBONE, TORCHVISION_DETECTOR = (
     "ssd", "base-net", "torchvision-backbone", "torchvision-detector")
@@ -83,8 +84,6 @@ class ZooEntry:
 
     # -- values read from torchvision at run time -------------------------------------------------
     def weights_enum(self):
-        from torchvision.models import get_weight
-
         return get_weight(self.torchvision_weights)
 
     def download_url(self) -> str:
@@ -174,8 +173,8 @@ ENTRIES: Tuple[ZooEntry, ...] = (
                  "MobileNet_V3_Large_Weights.IMAGENET1K_V1", "ImageNet-1K"),
     _torchvision("mobilenet_v3_large-imagenet-v2", TORCHVISION_BACKBONE, "ssdlite320-mb3-large",
                  "MobileNet_V3_Large_Weights.IMAGENET1K_V2", "ImageNet-1K"),
-    _torchvision("mobilenet_v3_small-imagenet-v1", TORCHVISION_BACKBONE, "-", "MobileNet_V3_Small_Weights.IMAGENET1K_V1",
-                 "ImageNet-1K"),
+    _torchvision("mobilenet_v3_small-imagenet-v1", TORCHVISION_BACKBONE, "-",
+                 "MobileNet_V3_Small_Weights.IMAGENET1K_V1", "ImageNet-1K"),
     _torchvision("vgg16-imagenet-features", TORCHVISION_BACKBONE, "vgg16-ssd", "VGG16_Weights.IMAGENET1K_FEATURES",
                  "ImageNet-1K (SSD's VGG features, conv1_1-conv5_3)"),
     _torchvision("squeezenet1_1-imagenet", TORCHVISION_BACKBONE, "sq-ssd-lite", "SqueezeNet1_1_Weights.IMAGENET1K_V1",
@@ -208,8 +207,6 @@ def find_entry(spec: str) -> Optional[ZooEntry]:
         for entry in ENTRIES:
             if entry.torchvision_weights == spec:
                 return entry
-        from torchvision.models import get_weight
-
         try:
             get_weight(spec)
         except (ValueError, KeyError, AttributeError):
@@ -233,16 +230,20 @@ def cached_path(entry: ZooEntry) -> str:
 
 
 # -- the resolver -------------------------------------------------------------------------------------
-def resolve_weights(spec: str, progress: bool = True) -> str:
+OriginalFileCheck = Callable[["ZooEntry", str], None]  # (entry, downloaded file) -> None or ZooError
+
+
+def resolve_weights(spec: str, progress: bool = True, check_original: Optional[OriginalFileCheck] = None) -> str:
     """A local file for a weight argument: an existing path as is; a zoo name, torchvision weight name or
     http(s) URL downloaded once into the hub cache (see the module docstring). Anything else is returned
-    unchanged, so that the loader's "no such checkpoint file" names it."""
+    unchanged, so that the loader's "no such checkpoint file" names it. ``check_original(entry, path)``
+    checks a freshly downloaded file of the original toolkit before it is kept."""
     spec = os.fspath(spec)
     if os.path.exists(spec):
         return spec
     entry = find_entry(spec)
     if entry is not None:
-        return download(entry, progress=progress)
+        return download(entry, progress=progress, check_original=check_original)
     if is_url(spec):
         return download_url(spec, os.path.basename(spec.split("?")[0]) or "download.pth", progress=progress)
     return spec
@@ -264,23 +265,21 @@ def resolve_labels(labels: str, model_spec: str) -> str:
     names = entry.labels()
     if names is None:
         raise ZooError(f"labels '-': zoo entry {entry.name} ({entry.kind}) has no class names; pass a label file")
-    from vision.utils.labels import write_label_file
-
     path = os.path.join(checkpoints_dir(), f"{entry.name}-labels.txt")
     if not os.path.exists(path):
-        os.makedirs(checkpoints_dir(), exist_ok=True)
-        temporary = f"{path}.zoo-{os.getpid()}.tmp"
-        write_label_file(temporary, names)
-        os.replace(temporary, path)
+        write_label_file(path, names)
     return path
 
 
 # -- downloading ----------------------------------------------------------------------------------------
-def download(entry: ZooEntry, progress: bool = True) -> str:
+def download(entry: ZooEntry, progress: bool = True, check_original: Optional[OriginalFileCheck] = None) -> str:
     """Fetch ``entry`` into the hub cache unless it is there; return its path. Checked before it is moved
     under its final name: the hash where known, ``torch.load(weights_only=True)``, and for the original's
-    files a strict load into the entry's net type (:func:`verify_original_file`)."""
-    verify = verify_original_file(entry) if not entry.torchvision_weights else None
+    files ``check_original(entry, path)`` when given."""
+    verify = None
+    if check_original is not None and not entry.torchvision_weights:
+        def verify(path: str) -> None:
+            check_original(entry, path)
     return download_url(entry.download_url(), entry.cache_file_name(), hash_prefix=entry.hash_prefix(),
                         progress=progress, verify=verify)
 
@@ -289,20 +288,17 @@ def download_url(url: str, file_name: str, hash_prefix: Optional[str] = None, pr
                  verify: Optional[Callable[[str], None]] = None, check_torch_file: bool = True) -> str:
     """Download ``url`` to ``<hub cache>/checkpoints/<file_name>`` unless it is there; return that path.
 
-    The bytes go to a temporary file in the same folder (``.<file_name>.zoo-*.tmp``; a previous run's
-    leftovers of that pattern are removed first). Only when the hash prefix (if given) matches, the file
-    loads with ``torch.load(weights_only=True)`` (if ``check_torch_file``) and ``verify(path)`` (if given)
-    passes, is it renamed to the final name, with the permissions of the process's umask. Any failure,
-    Ctrl-C included, removes the temporary file and leaves no file under the final name."""
+    The bytes go to a temporary file in the same folder (``vision.utils.atomic``; a killed run's leftovers
+    for this file are removed first). Only when the hash prefix (if given) matches, the file loads with
+    ``torch.load(weights_only=True)`` (if ``check_torch_file``) and ``verify(path)`` (if given) passes, is it
+    renamed to the final name, with the permissions of the process's umask. Any failure, Ctrl-C included,
+    removes the temporary file and leaves no file under the final name."""
     folder = checkpoints_dir()
     final = os.path.join(folder, file_name)
     if os.path.exists(final):
         return final
-    os.makedirs(folder, exist_ok=True)
     remove_stale_temporaries(folder, file_name)
-    handle, temporary = tempfile.mkstemp(prefix=f".{file_name}.zoo-", suffix=".tmp", dir=folder)
-    os.close(handle)
-    try:
+    with staged_path(final) as temporary:
         try:
             # torch's downloader: tqdm progress bar, SHA-256 prefix check, its own partial file cleaned up.
             torch.hub.download_url_to_file(url, temporary, hash_prefix=hash_prefix, progress=progress)
@@ -315,80 +311,20 @@ def download_url(url: str, file_name: str, hash_prefix: Optional[str] = None, pr
         except RuntimeError as error:
             if "hash" not in str(error):
                 raise
-            raise ZooError(f"{url}: the download does not match its SHA-256 ({_first_line(error)}); "
+            raise ZooError(f"{url}: the download does not match its SHA-256 ({first_line(error)}); "
                            f"nothing was saved at {final}") from None
         if check_torch_file:
             try:
                 torch.load(temporary, map_location="cpu", weights_only=True)
             except Exception as error:  # torch raises many types for a foreign file
-                raise ZooError(f"{url}: not a PyTorch weights file ({_first_line(error)}); "
+                raise ZooError(f"{url}: not a PyTorch weights file ({first_line(error)}); "
                                f"nothing was saved at {final}") from None
         if verify is not None:
             verify(temporary)
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, final)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return final
 
 
-def remove_stale_temporaries(folder: str, file_name: str) -> List[str]:
-    """Remove this module's temporary files for ``file_name`` in ``folder`` (left by a killed download);
-    returns their paths."""
-    pattern = os.path.join(glob.escape(folder), f".{glob.escape(file_name)}.zoo-*.tmp*")
-    removed = []
-    for path in sorted(glob.glob(pattern)):
-        if os.path.isfile(path):
-            os.remove(path)
-            removed.append(path)
-    return removed
-
-
-def verify_original_file(entry: ZooEntry) -> Callable[[str], None]:
-    """A check for one of the original's files (no hashes were published): the state_dict loads strictly
-    into the entry's net type (a whole SSD, its class count taken from the file) or its base net."""
-
-    def verify(path: str) -> None:
-        from vision.ssd.registry import create_net
-        from vision.utils.checkpoint import load_state_dict_file
-
-        state_dict = load_state_dict_file(path)
-        try:
-            if entry.kind == BASE_NET:
-                create_net(entry.net_type, 2).base_net.load_state_dict(state_dict, strict=True)
-            else:
-                net = create_net(entry.net_type, 2)
-                num_classes = _class_count(net, state_dict)
-                create_net(entry.net_type, num_classes).load_state_dict(state_dict, strict=True)
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise ZooError(f"{entry.download_url()}: not a {entry.net_type} {entry.kind} "
-                           f"({_first_line(error)}); nothing was saved at {cached_path(entry)}") from None
-
-    return verify
-
-
-def _class_count(net, state_dict: Dict[str, torch.Tensor]) -> int:
-    """The class count of an SSD state_dict, from the first classification head's outputs."""
-    key = next(k for k in net.state_dict() if k.startswith("classification_headers.") and k.endswith("weight"))
-    two = net.state_dict()[key].shape[0]  # outputs for 2 classes = priors per location * 2
-    if key not in state_dict:
-        raise KeyError(f"missing key {key!r}")
-    return int(state_dict[key].shape[0]) // (two // 2)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
-
-
-# -- the command ---------------------------------------------------------------------------------------
+# -- the table as rows (the command is vision.cli.zoo) --------------------------------------------------
 def table_rows() -> List[Tuple[str, ...]]:
     """``(name, kind, net type, size, metric, cached)`` for every entry."""
     rows = []
@@ -399,35 +335,3 @@ def table_rows() -> List[Tuple[str, ...]]:
         rows.append((entry.name, entry.kind, entry.net_type, f"{size:.1f} MB" if size else "?",
                      entry.published_metric() or "-", "yes" if cached else "no"))
     return rows
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vision.zoo", description="Named pretrained weights.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="print the table: name, kind, net type, size, metric, cached")
-    get = commands.add_parser("get", help="download an entry into the hub cache and print its path")
-    get.add_argument("name", help="a zoo name, a torchvision weight name (Enum.MEMBER) or a URL")
-    args = parser.parse_args(argv)
-    if args.command == "list":
-        header = ("name", "kind", "net type", "size", "published metric", "cached")
-        rows = [header] + table_rows()
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        for row in rows:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-        print(f"cache: {checkpoints_dir()}")
-        return 0
-    try:
-        if find_entry(args.name) is None and not is_url(args.name):
-            raise ZooError(f"{args.name}: not a zoo name (python -m vision.zoo list), torchvision weight name or URL")
-        print(resolve_weights(args.name))
-    except ZooError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing was saved", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from vision.cli.convert_dataset import main
+
+sys.exit(main())
