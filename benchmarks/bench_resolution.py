@@ -27,10 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.timing import cpu_model  # noqa: E402
 from vision.datasets import build_dataset, collate_training_batch  # noqa: E402
+from vision.datasets.boxes import relative_boxes  # noqa: E402
 from vision.datasets.synthetic import SHAPE_CLASSES, SMALL_OBJECTS, generate_voc_dataset  # noqa: E402
 from vision.evaluation.coco import to_coco_ground_truth  # noqa: E402
 from vision.evaluation.runner import evaluate  # noqa: E402
 from vision.nn.multibox_loss import MultiboxLoss  # noqa: E402
+from vision.ssd.coverage import best_prior_ious  # noqa: E402
 from vision.ssd.registry import create_net, create_predictor, net_config  # noqa: E402
 from vision.ssd.ssd import MatchPrior  # noqa: E402
 from vision.training.loops import train_one_epoch  # noqa: E402
@@ -68,22 +70,12 @@ def small_object_ap(records, class_names) -> tuple:
 
 
 def prior_coverage(net_type: str, size, dataset) -> tuple:
-    """Of the data set's objects: the fraction whose best prior at ``size`` has IoU of at
-    least the matching threshold, i.e. that training matches by threshold rather than only by best-prior
-    forcing, and the median best IoU. Boxes are normalised by each image's own size, as training does."""
-    from torchvision.ops import box_iou
-
-    from vision.utils.box_utils import center_form_to_corner_form
-
+    """Of the data set's objects: the fraction whose best prior at ``size`` has IoU of at least the matching
+    threshold (``vision.ssd.coverage``, measured as training matches), and the median best IoU."""
     config = net_config(net_type, size)
-    corners = center_form_to_corner_form(config.priors)
-    boxes = []
-    for index in range(len(dataset)):
-        height, width = dataset.get_image(index).shape[:2]
-        pixels = dataset.get_annotation(index)[1][0]
-        boxes.append(torch.as_tensor(pixels, dtype=torch.float32) / torch.tensor([width, height, width, height]))
-    best = box_iou(torch.cat(boxes), corners).max(dim=1).values
-    return float((best >= config.match_iou_threshold).float().mean()), float(best.median())
+    boxes, labels = relative_boxes(dataset)
+    best = best_prior_ious(boxes, config.priors).numpy()
+    return float((best >= config.match_iou_threshold).mean()), float(np.median(best))
 
 
 def train_and_score(args, data: Path, size) -> dict:

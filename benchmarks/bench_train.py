@@ -144,7 +144,8 @@ def learning(args: argparse.Namespace, train_flags: list) -> None:
     for suffix, extra in variants:
         checkpoints = Path(args.checkpoint_folder + suffix.replace(" --", "-"))
         flags = ["--datasets", str(data), "--net", "mb1-ssd-lite", "--num_epochs", str(args.epochs),
-                 "--checkpoint_folder", str(checkpoints), "--seed", "0", "--no_progress"] + train_flags + extra
+                 "--checkpoint_folder", str(checkpoints), "--overwrite", "--seed", "0", "--no_progress"
+                 ] + train_flags + extra
         print("train_ssd.py " + " ".join(flags), flush=True)
         start = time.perf_counter()
         code = train_main(flags)

@@ -36,6 +36,11 @@ PHOTO_SIZES = {"000138.jpg": (500, 332), "gun.jpg": (500, 667)}
 ORIGINAL_NET_TYPES = sorted(path.stem for path in (DATA_DIR / "keys").glob("*.json"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# The predictor's CPU engines cache their ONNX exports (vision.ssd.engines): in a folder of the test session,
+# not the user's cache.
+_ENGINE_CACHE = tempfile.mkdtemp(prefix="ssd-engine-cache-")
+atexit.register(shutil.rmtree, _ENGINE_CACHE, True)
+os.environ["SSD_ENGINE_CACHE"] = _ENGINE_CACHE
 
 
 def reference_keys(net_type: str) -> dict:

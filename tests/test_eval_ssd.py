@@ -272,7 +272,8 @@ def test_eval_on_synthetic_voc_set_matches_rescoring_its_files(synthetic_voc, tm
     main(["--net", "mb1-ssd", "--trained_model", str(weights), "--dataset", str(synthetic_voc),
           "--label_file", str(label_file), "--eval_dir", str(eval_dir), "--batch_size", "4",
           "--num_workers", "1", "--use_cuda", "false"])
-    per_class, mean_ap = _parse_printout(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    per_class, mean_ap = _parse_printout(out)
     assert list(per_class) == model_classes
     assert mean_ap == pytest.approx(np.mean(list(per_class.values())))
 
@@ -291,6 +292,58 @@ def test_eval_on_synthetic_voc_set_matches_rescoring_its_files(synthetic_voc, tm
         assert (eval_dir / f"pr_{name}.png").stat().st_size > 0
     assert total_lines == summary["num_detections"] > 0
     assert summary["num_images"] == 10
+    _check_confusion_outputs(eval_dir, synthetic_voc, model_classes, out, summary)
+
+
+def _check_confusion_outputs(eval_dir, root, class_names, out, summary):
+    """confusion_matrix.csv is the matrix recomputed from the det_test files and the XML at the default
+    thresholds (0.5, 0.5); summary.json's per_class entries and the printed table agree with it."""
+    import csv
+
+    from vision.evaluation.confusion import confusion_matrix
+    from vision.evaluation.records import EvalRecords
+
+    ids = (Path(root) / "ImageSets" / "Main" / "test.txt").read_text().split()
+    index = {image_id: i for i, image_id in enumerate(ids)}
+    gt_rows, det_rows = [], []
+    for image_id in ids:
+        for obj in ElementTree.parse(Path(root) / "Annotations" / f"{image_id}.xml").findall("object"):
+            box = obj.find("bndbox")
+            corners = [float(box.find(tag).text) - 1.0 for tag in ("xmin", "ymin", "xmax", "ymax")]
+            difficult = obj.find("difficult") is not None and obj.find("difficult").text.strip() == "1"
+            gt_rows.append((index[image_id], class_names.index(obj.find("name").text.strip()) + 1, corners, difficult))
+    for label, name in enumerate(class_names, start=1):
+        for image_id, score, *box in _parse_det_file(eval_dir / f"det_test_{name}.txt"):
+            det_rows.append((index[image_id], label, score, [value - 1.0 for value in box]))
+    records = EvalRecords(
+        image_ids=ids, image_sizes=np.zeros((len(ids), 2), dtype=np.int64),
+        gt_image=np.array([row[0] for row in gt_rows]), gt_labels=np.array([row[1] for row in gt_rows]),
+        gt_boxes=np.array([row[2] for row in gt_rows], dtype=np.float32),
+        gt_difficult=np.array([row[3] for row in gt_rows], dtype=bool),
+        det_image=np.array([row[0] for row in det_rows]), det_labels=np.array([row[1] for row in det_rows]),
+        det_scores=np.array([row[2] for row in det_rows], dtype=np.float32),
+        det_boxes=np.array([row[3] for row in det_rows], dtype=np.float32))
+    expected = confusion_matrix(records, ["BACKGROUND", *class_names], 0.5, 0.5)
+
+    with open(eval_dir / "confusion_matrix.csv", newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["ground truth", *class_names, "missed"]
+    assert [row[0] for row in rows[1:]] == [*class_names, "background"]
+    np.testing.assert_array_equal(np.array([row[1:] for row in rows[1:]], dtype=np.int64), expected.counts)
+    assert expected.counts[-1].sum() > 0  # detections above 0.5, so the comparison means something
+    assert (eval_dir / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert summary["confusion_threshold"] == 0.5
+    for k, name in enumerate(class_names):
+        entry = summary["per_class"][name]
+        assert entry["num_ground_truth"] == summary["num_ground_truth"][name] == expected.counts[k].sum()
+        assert entry["missed"] == expected.counts[k, -1]
+        recall = expected.counts[k, k] / expected.counts[k].sum()
+        assert entry["recall_at_threshold"] == pytest.approx(recall)
+        column = expected.counts[:, k].sum()
+        assert entry["precision_at_threshold"] == (pytest.approx(expected.counts[k, k] / column) if column else None)
+        assert entry["confused_with"] == expected.confused_with(k)
+    assert "Per-class diagnosis at score > 0.5, IoU > 0.5 (confusion_matrix.csv):" in out.splitlines()
 
 
 @pytest.mark.timeout(180)  # a worker deadlock must fail, not hang the suite

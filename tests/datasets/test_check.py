@@ -1,5 +1,6 @@
-"""vision.datasets.check: each planted defect is found with its file; counts, small boxes, figure, exit code."""
-import functools
+"""vision.datasets.check: each planted defect is found with its file; counts, the prior coverage per class
+and its report file, the figure, exit codes."""
+import json
 import subprocess
 import sys
 
@@ -7,15 +8,13 @@ import numpy as np
 import pytest
 
 from tests.datasets.conftest import VOCRootBuilder, voc_object, voc_xml, write_jpeg
-from vision.cli.check_dataset import main, net_priors
-from vision.datasets.check import NetPriors, check_dataset, format_report, write_figure
-from vision.utils.image_size import parse_resolution
+from vision.cli.check_dataset import main
+from vision.datasets.check import check_dataset, write_figure
+from vision.datasets.synthetic import MIXED_SIZES, generate_voc_dataset
 
 
-def _check(root, net="mb1-ssd-lite", resolution=None):
-    """check_dataset as the command calls it: the net's priors at `resolution`, and at other sizes for the advice."""
-    priors = net_priors(net, parse_resolution(resolution) if resolution else None)
-    return check_dataset(root, priors, priors_at=functools.partial(net_priors, net))
+def _check(root):
+    return check_dataset(root)
 
 
 @pytest.fixture
@@ -79,7 +78,8 @@ def test_counts_and_exit_codes(defective_voc, tmp_path, capsys, monkeypatch):
     assert "images per split: test 1, trainval 10" in out
     # empty, and flat (both its boxes dropped); not the unreadable ones, nor unicorn (training stops there)
     assert "images without boxes: 2" in out
-    dog, cat = [line.split() for line in out.splitlines() if line.strip().startswith(("dog ", "cat "))]
+    counts = out.split("boxes per class:")[1].split("images without boxes")[0]
+    dog, cat = [line.split() for line in counts.splitlines() if line.strip()]
     # dog: good, twice (both: a duplicate is a warning, not dropped); cat: good, outside's clipped one
     assert (dog[1], cat[1]) == ("3", "2")
     assert (tmp_path / "dataset_report.png").stat().st_size > 10_000
@@ -91,33 +91,59 @@ def test_counts_and_exit_codes(defective_voc, tmp_path, capsys, monkeypatch):
     assert "problems: 0" in capsys.readouterr().out and report_path.is_file()
 
 
-def test_small_boxes_are_counted_against_the_smallest_prior(tmp_path):
+def test_boxes_are_kept_relative_to_their_image_with_the_training_split_marked(tmp_path):
     builder = VOCRootBuilder(tmp_path / "voc").labels("dog\n")
-    # 64x48 images: at 300x300 a 9x9 box becomes 42x56 (sqrt 49 < mb1-ssd-lite's 60), a 29x29 one 136x181.
-    builder.add("a", voc_xml([voc_object("dog", (1, 1, 10, 10)), voc_object("dog", (11, 11, 20, 20)),
-                              voc_object("dog", (21, 1, 50, 30))]))
-    builder.split("trainval", ["a"])
-    report = _check(builder.root, net="mb1-ssd-lite")
-    assert report.smallest_prior == pytest.approx(60, abs=0.5) and report.num_small_boxes == 2
-    text = format_report(report)
-    assert "2 of 3 boxes are smaller than the smallest prior of mb1-ssd-lite at 300x300" in text
-    # The priors grow with the input, so no size helps these (the advice says so, and what else does).
-    assert "Raising --resolution alone does not help here" in text and "600x600" in text
-    larger = _check(builder.root, net="mb1-ssd-lite", resolution="600")
-    assert larger.input_size == (600, 600) and larger.smallest_prior == pytest.approx(120, abs=1)
-    assert larger.num_small_boxes == 2
-    np.testing.assert_allclose(larger.box_sizes, report.box_sizes * 2)
+    # VOC's XML is 1-based: (1, 1, 10, 10) is the 0-based box (0, 0, 9, 9) of a 64x48 image.
+    builder.add("a", voc_xml([voc_object("dog", (1, 1, 10, 10)), voc_object("dog", (21, 1, 50, 30))]))
+    builder.add("b", voc_xml([voc_object("dog", (33, 25, 64, 48))]))
+    builder.split("trainval", ["a"]).split("test", ["b"])
+    report = _check(builder.root)
+    boxes, labels = report.training_boxes()
+    np.testing.assert_allclose(sorted(boxes.tolist()), [[0, 0, 9 / 64, 9 / 48], [20 / 64, 0, 49 / 64, 29 / 48]])
+    test_box = report.relative_boxes[~report.in_training]
+    np.testing.assert_allclose(test_box, [[32 / 64, 24 / 48, 63 / 64, 47 / 48]])
+    assert labels.tolist() == [1, 1]
 
 
-def test_wide_images_get_the_advice_of_a_wider_resolution(tmp_path):
-    builder = VOCRootBuilder(tmp_path / "voc").labels("dog\n")
-    # 128x48: a 14x14 box is 33x88 at 300x300 (sqrt 54, small) but 88x88 at 800x300.
-    builder.add("a", voc_xml([voc_object("dog", (1, 1, 15, 15)), voc_object("dog", (31, 1, 75, 45))],
-                             width=128, height=48), width=128, height=48)
-    builder.split("trainval", ["a"])
-    report = _check(builder.root, net="mb1-ssd-lite")
-    assert report.num_small_boxes == 1
-    assert "raise --resolution to 800x300 (0 small boxes there, 1 at 300x300)" in report.advice
+@pytest.fixture(scope="module")
+def mixed_sizes(tmp_path_factory):
+    """The synthetic set with a small class (circles) that the net types' own priors cannot cover."""
+    root = tmp_path_factory.mktemp("mixed") / "data"
+    generate_voc_dataset(root, num_images=40, num_test=4, seed=3, **MIXED_SIZES)
+    return root
+
+
+def test_the_coverage_is_printed_and_written_beside_the_figure(mixed_sizes, tmp_path, capsys):
+    report = tmp_path / "out" / "dataset_report.png"
+    assert main([str(mixed_sizes), "--net", "mb2-ssd-lite", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "prior coverage (mb2-ssd-lite at 300x300, mb2-ssd-lite's own priors" in out
+    coverage = out.split("prior coverage (")[1]
+    circle = next(line for line in coverage.splitlines() if line.strip().startswith("circle "))
+    assert circle.split()[2] == "0.0%" and "below 0.95" in circle
+    assert "advice: class 'circle': only 0.0%" in out and "fix: --priors auto --resolution" in out
+    assert "smaller than the smallest prior" not in out
+    document = json.loads((tmp_path / "out" / "dataset_report.json").read_text())
+    assert document["net"] == "mb2-ssd-lite" and document["image_size"] == [300, 300]
+    assert document["priors"] is None and document["match_iou_threshold"] == 0.5
+    assert set(document["prior_coverage"]) == {"circle", "square", "triangle"}
+    assert document["prior_coverage"]["circle"] == 0.0 and document["prior_coverage"]["triangle"] > 0.9
+    assert 0 < document["median_best_iou"]["circle"] < 0.5
+    assert sorted(path.name for path in report.parent.iterdir()) == ["dataset_report.json", "dataset_report.png"]
+
+
+def test_priors_auto_previews_the_fit_and_writes_the_table(mixed_sizes, tmp_path, capsys):
+    report = tmp_path / "r.png"
+    assert main([str(mixed_sizes), "--net", "mb2-ssd-lite", "--resolution", "512", "--priors", "auto",
+                 "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "the net type's priors" in out and "priors fitted to the data" in out
+    document = json.loads(report.with_suffix(".json").read_text())
+    assert document["before_fit"]["prior_coverage"]["circle"] == 0.0
+    assert document["prior_coverage"]["circle"] > 0.9
+    table = json.loads((tmp_path / "r_priors.json").read_text())
+    assert table == document["priors"] and table["fitted_at"] == [512, 512]
+    assert [len(level) for level in table["maps"]] == [6] * 6  # mb2-ssd-lite's priors per location
 
 
 def test_yolo_defects_class_out_of_range_and_missing_or_orphan_label_files(tmp_path):
@@ -140,23 +166,6 @@ def test_file_level_problem_is_one_line_and_exit_1(tmp_path, capsys):
     assert main([str(tmp_path), "--report", str(tmp_path / "r.png")]) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "data.yaml: malformed YAML" in error[0]
-
-
-def test_priors_come_from_the_caller_and_without_priors_at_there_is_no_advice(tmp_path):
-    builder = VOCRootBuilder(tmp_path / "voc").labels("dog\n")
-    builder.add("a", voc_xml([voc_object("dog", (1, 1, 10, 10)), voc_object("dog", (21, 1, 50, 30))]))
-    builder.split("trainval", ["a"])
-    # One prior, 100x50 pixels at a 200x100 input: sqrt(5000) = 70.7 pixels.
-    priors = NetPriors("toy", (200, 100), np.array([[0.5, 0.5, 0.5, 0.5]]))
-    report = check_dataset(builder.root, priors)
-    assert report.input_size == (200, 100) and report.net == "toy"
-    np.testing.assert_allclose(report.prior_sizes, [[100, 50]])
-    assert report.smallest_prior == pytest.approx(np.sqrt(5000))
-    assert report.num_small_boxes == 1 and report.advice == ""  # 9x9 -> 28x19 is small; 29x29 -> 91x60 is not
-    asked = []
-    report = check_dataset(builder.root, priors, priors_at=lambda size: asked.append(size) or priors)
-    assert (400, 200) in asked  # twice the input size is always a candidate
-    assert report.advice.startswith("advice: 50 % of the boxes are smaller than the smallest prior")
 
 
 def test_figure_is_a_png_under_its_name_with_no_temporary_left(defective_voc, tmp_path):

@@ -50,6 +50,11 @@ def test_plain_float32_export_scores_as_the_pth(exported, capsys):
     for name, ap in pth_summary["per_class_ap"].items():
         assert onnx_summary["per_class_ap"][name] == pytest.approx(ap, abs=1e-4, nan_ok=True)
     assert onnx_summary["backend"] == "onnx" and onnx_summary["precision"] == "float32"
+    # The per-class diagnosis works from the gathered records, so the ONNX backend writes it too.
+    assert {"confusion_matrix.csv", "confusion_matrix.png"} <= set(onnx_files)
+    assert onnx_summary["confusion_threshold"] == pth_summary["confusion_threshold"] == 0.5
+    for name, entry in pth_summary["per_class"].items():
+        assert onnx_summary["per_class"][name]["num_ground_truth"] == entry["num_ground_truth"]
     assert abs(onnx_summary["num_detections"] - pth_summary["num_detections"]) <= 0.01 * pth_summary["num_detections"]
     assert "Average Precision Across All Classes" in capsys.readouterr().out
 

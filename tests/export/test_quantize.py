@@ -180,7 +180,7 @@ def test_cli_int8_writes_both_files_and_reports_latency_and_map(tmp_path, capsys
     output = tmp_path / "out" / "model.onnx"
     code = convert_to_caffe2_models.main(["mb1-ssd-lite", str(checkpoint), str(labels), "--output", str(output),
                                           "--int8", "--calibration_data", str(calibration_folder()),
-                                          "--calibration_images", "4",
+                                          "--calibration_images", "4", "--int8_float_layers", "0",
                                           "--validation_dataset", str(calibration_folder())])
     captured = capsys.readouterr()
     assert code == 0, captured.err

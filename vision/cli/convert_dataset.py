@@ -1,6 +1,7 @@
 """``python -m vision.datasets.convert``: convert a detection data set between VOC, COCO, YOLO and CSV.
 
-    python -m vision.datasets.convert SRC DST --to voc|coco|yolo|csv [--from auto|voc|coco|yolo|csv] [--copy]
+    python -m vision.datasets.convert SRC DST --to voc|coco|yolo|csv [--from auto|voc|coco|yolo|csv|open_images]
+                                      [--copy]
 
 What is written is described in ``vision.datasets.convert``. Warnings (images left out, YOLO's dropped
 flags) are one ``warning:`` line each on stderr. Exits 1 with one ``error:`` line when nothing could be
@@ -13,7 +14,7 @@ import sys
 import warnings
 from typing import Optional, Sequence
 
-from vision.datasets.convert import TARGET_FORMATS, convert
+from vision.datasets.convert import SOURCE_FORMATS, TARGET_FORMATS, convert
 from vision.datasets.errors import DatasetError
 from vision.utils.labels import LabelFileError
 
@@ -31,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("source", help="dataset root (or a COCO JSON, YOLO data.yaml or CSV file)")
     parser.add_argument("destination", help="new or empty folder to write")
     parser.add_argument("--to", required=True, choices=TARGET_FORMATS, help="format to write")
-    parser.add_argument("--from", dest="source_format", default="auto", choices=TARGET_FORMATS + ("auto",),
-                        help="format of the source (default: detected)")
+    parser.add_argument("--from", dest="source_format", default="auto", choices=SOURCE_FORMATS + ("auto",),
+                        help="format of the source, open_images for open_images_downloader.py's folder "
+                             "(default: detected)")
     parser.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
     parser.add_argument("--label_file", help="class names to index the source's labels by (default: its own)")
     return parser

@@ -4,7 +4,8 @@ when Caffe2 is installed.
     python convert_to_caffe2_models.py <net> <model.pth> <labels.txt> [--output models/<net>.onnx]
         [--dynamic_batch] [--opset 13] [--exporter auto|torchscript|dynamo] [--with_postprocess]
         [--int8 --calibration_data DIR [--calibration_images 200] [--calibration_method minmax] [--int8_heads float]
-         [--validation_dataset DIR]]
+         [--int8_float_layers auto|N] [--validation_dataset DIR [--int8_map_tolerance 0.01]]
+         [--int8_format qdq|qoperator] [--int8_weights int8|uint8] [--int8_reduce_range B] [--int8_float_depthwise]]
 
 Writes ``models/<net>.onnx`` (or ``--output``) with ``.labels.txt`` and ``.json`` beside it (the contract is
 in docs/deploy.md). Then checks it: ONNX Runtime against PyTorch (when they differ by more than 1e-4 the
@@ -13,8 +14,10 @@ inspection), and OpenCV DNN (a warning when OpenCV cannot run it). A ``--with_po
 checked in ONNX Runtime only: its network part against PyTorch, its detections against ONNX's
 NonMaxSuppression rule on the same scores and boxes (``vision.export.checks.check_postprocess``).
 With ``--int8`` it also writes ``<name>.int8.onnx`` (ONNX Runtime static quantization calibrated on images
-of ``--calibration_data``; see ``vision.export.quantize``), checks that it finds float32's objects, and
-prints both latencies (and both mAPs with ``--validation_dataset``).
+of ``--calibration_data``; see ``vision.export.quantize``), after a sensitivity pass that keeps in float32
+the layers whose INT8 costs the most accuracy (``vision.export.sensitivity``), checks that it finds
+float32's objects, and prints both latencies, what the float32 layers cost (and both mAPs with
+``--validation_dataset``).
 """
 from __future__ import annotations
 
@@ -24,10 +27,17 @@ import sys
 from typing import List, Optional
 
 from vision.cli.errors import run_reporting_errors
-from vision.cli.flags import add_input_size_argument, add_model_arguments
+from vision.cli.flags import add_input_size_argument, add_model_arguments, str2bool
 from vision.export.onnx_export import DEFAULT_OPSET, resolve_exporter
 from vision.export.pipeline import ExportRequest, Int8Options, export_model, print_warning
-from vision.export.quantize import choose_calibration_images
+from vision.export.quantize import (
+    DEFAULT_FLOAT_LAYERS,
+    DEFAULT_MAP_TOLERANCE,
+    DEFAULT_REDUCE_RANGE,
+    QUANT_FORMATS,
+    WEIGHT_TYPES,
+    choose_calibration_images,
+)
 from vision.ssd import weights
 from vision.ssd.registry import get_net_type
 from vision.ssd.sidecar import resolve_image_size
@@ -65,7 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --int8: the heads' last convolutions (class logits, box offsets) in float32 "
                              "(default: far smaller mAP loss) or in INT8 too")
     parser.add_argument("--validation_dataset", default=None,
-                        help="with --int8: a data set root (test split) on which to print float32 and INT8 mAP")
+                        help="with --int8: a data set root (test split) on which to print float32 and INT8 mAP; the "
+                             "sensitivity pass then keeps layers in float32 until INT8 is within "
+                             "--int8_map_tolerance of float32 on it")
+    parser.add_argument("--int8_float_layers", default="auto" if DEFAULT_FLOAT_LAYERS is None else DEFAULT_FLOAT_LAYERS,
+                        type=float_layers_value,
+                        help="with --int8: auto runs the sensitivity pass, which keeps in float32 the layers whose "
+                             "INT8 costs the most accuracy; 0 skips it; N keeps the N worst it finds")
+    parser.add_argument("--int8_map_tolerance", type=float, default=DEFAULT_MAP_TOLERANCE,
+                        help="with --int8 and --validation_dataset: the mAP INT8 may lose against float32 before the "
+                             "sensitivity pass keeps another layer in float32")
+    parser.add_argument("--int8_format", default="qdq", choices=QUANT_FORMATS,
+                        help="with --int8: qdq (QuantizeLinear/DequantizeLinear pairs) or qoperator (QLinearConv)")
+    parser.add_argument("--int8_weights", default="int8", choices=WEIGHT_TYPES,
+                        help="with --int8: int8 (U8S8, with uint8 activations) or uint8 (U8U8) weights")
+    parser.add_argument("--int8_reduce_range", type=str2bool, default=DEFAULT_REDUCE_RANGE,
+                        help="with --int8: 7-bit weights, exact on CPUs without VNNI")
+    parser.add_argument("--int8_float_depthwise", action="store_true",
+                        help="with --int8: keep the depthwise convolutions in float32")
     parser.add_argument("--validation_dataset_type", default="voc", choices=("voc", "open_images"),
                         help="the format of --validation_dataset")
     add_input_size_argument(parser)
@@ -111,7 +138,23 @@ def int8_options(args: argparse.Namespace) -> Optional[Int8Options]:
     images = choose_calibration_images(args.calibration_data, args.calibration_images, warn=print_warning)
     return Int8Options(tuple(images), args.calibration_data, method=args.calibration_method, heads=args.int8_heads,
                        validation_dataset=args.validation_dataset,
-                       validation_dataset_type=args.validation_dataset_type)
+                       validation_dataset_type=args.validation_dataset_type, quant_format=args.int8_format,
+                       weights=args.int8_weights, reduce_range=args.int8_reduce_range,
+                       float_depthwise=args.int8_float_depthwise, float_layers=args.int8_float_layers,
+                       map_tolerance=args.int8_map_tolerance)
+
+
+def float_layers_value(text: str) -> Optional[int]:
+    """``--int8_float_layers``: ``auto`` (None) or a count of 0 or more."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected auto or 0 or more, got {value}")
+    return value
 
 
 if __name__ == "__main__":

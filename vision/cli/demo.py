@@ -103,6 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--no_augmentation",
         "--t_max", str(args.num_epochs), "--validation_epochs", str(args.num_epochs), "--num_workers", "2",
         "--checkpoint_folder", str(checkpoints), "--seed", "0", "--use_cuda", "false",
+        "--overwrite",  # a second make demo trains again into its own folder
     ])
     model = max(checkpoints.glob(f"{NET}-Epoch-*.pth"), key=os.path.getmtime)
     labels = checkpoints / "labels.txt"

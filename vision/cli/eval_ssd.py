@@ -4,7 +4,7 @@ test split of a VOC, Open Images, COCO JSON, YOLO or CSV data set.
 Flags keep the original toolkit's names and defaults, plus this project's (docs/evaluation.md). They are
 parsed once into a frozen :class:`EvalSettings` with the label file, device, batch size and workers
 resolved. Prints per-class AP and the mean in the original's shape on stdout and writes
-det_test_<class>.txt files, summary.json and PR plots to ``--eval_dir``.
+det_test_<class>.txt files, summary.json, PR plots and the confusion matrix to ``--eval_dir``.
 """
 from __future__ import annotations
 
@@ -20,13 +20,19 @@ import torch
 from vision.cli.errors import run_reporting_errors
 from vision.cli.flags import (
     NET_TYPE_NAMES,
+    add_engine_argument,
     add_input_size_argument,
     add_onnx_runtime_arguments,
     add_width_mult_argument,
     str2bool,
+    unit_fraction,
 )
+from vision.datasets.annotated import trained_split_names
 from vision.evaluation import METRICS, default_batch_size, default_num_workers, evaluate, write_outputs
+from vision.evaluation.confusion import DEFAULT_CONFUSION_THRESHOLD
 from vision.evaluation.data import DATASET_TYPES, open_dataset
+from vision.utils.atomic import check_writable
+from vision.utils.device import torch_device
 from vision.utils.image_size import ImageSize, format_size, parse_resolution
 from vision.utils.labels import read_label_file
 
@@ -57,6 +63,8 @@ class EvalSettings:
     backend: str = "pytorch"
     onnx_threads: int = 0
     onnx_optimization: str = "all"
+    engine: str = "auto"
+    confusion_threshold: float = DEFAULT_CONFUSION_THRESHOLD
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--use_2007_metric", type=str2bool, default=True,
                         help="VOC2007 11-point AP if true, else the area under the interpolated PR curve.")
     parser.add_argument("--nms_method", type=str, default="hard")
-    parser.add_argument("--iou_threshold", type=float, default=0.5,
-                        help="The threshold of Intersection over Union (matching a detection to ground truth).")
+    parser.add_argument("--iou_threshold", type=unit_fraction, default=0.5,
+                        help="The threshold of Intersection over Union (matching a detection to ground truth), "
+                             "in (0, 1].")
     parser.add_argument("--eval_dir", default="eval_results", type=str,
                         help="The directory to store evaluation results.")
     add_width_mult_argument(parser)
@@ -96,23 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "ssd300-vgg16)")
     parser.add_argument("--metric", default="voc", choices=METRICS,
                         help="voc: the original's per-class AP; coco: mAP@[.5:.95], @.5, @.75 via pycocotools.")
+    parser.add_argument("--confusion_threshold", default=DEFAULT_CONFUSION_THRESHOLD, type=float,
+                        help="Score above which a detection counts in the per-class diagnosis (confusion matrix, "
+                             "recall and precision at this threshold, matched at --iou_threshold); "
+                             "default: %(default)s.")
     parser.add_argument("--backend", default="pytorch", choices=("pytorch", "onnx"),
                         help="onnx: --trained_model is a file from convert_to_caffe2_models.py (float32 or INT8, "
                              "with or without the NMS graph), run in ONNX Runtime; its labels.txt is the default "
                              "--label_file.")
     add_onnx_runtime_arguments(parser)
+    add_engine_argument(parser)
     return parser
 
 
 def choose_device(device: str | None, use_cuda: bool) -> torch.device:
-    """--device if given (a ValueError when it names CUDA and there is none), else cuda:0 when CUDA is
-    available and --use_cuda, else cpu."""
-    if device:
-        chosen = torch.device(device)
-        if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available on this machine")
-        return chosen
-    return torch.device("cuda:0" if use_cuda and torch.cuda.is_available() else "cpu")
+    """--device if given (a one-line ValueError when this machine does not have it), else cuda:0 when CUDA
+    is available and --use_cuda, else cpu."""
+    return torch_device(device, use_cuda)
 
 
 def eval_settings(args: argparse.Namespace) -> EvalSettings:
@@ -144,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate_model(settings: EvalSettings) -> int:
+    # Before the inference, which can take hours: an unwritable --eval_dir would fail only after it.
+    check_writable(settings.eval_dir, folder=True, flag="--eval_dir")
     if settings.backend == "onnx":
         return evaluate_exported_model(settings)
     from vision.ssd.registry import create_predictor
@@ -156,23 +167,30 @@ def evaluate_model(settings: EvalSettings) -> int:
     dataset = open_dataset(settings.dataset_type, settings.dataset, settings.label_file)
     class_names = read_label_file(settings.label_file) if settings.label_file else list(dataset.class_names)
     net = load_net(net_type, settings.trained_model, len(class_names), image_size=settings.image_size,
-                   is_test=True, mb2_width_mult=settings.mb2_width_mult)
+                   is_test=True, mb2_width_mult=settings.mb2_width_mult, class_names=class_names,
+                   label_file=settings.label_file or f"the data set {settings.dataset}")
     net = net.to(device).eval()
     predictor = create_predictor(net_type, net, nms_method=settings.nms_method, device=device,
-                                 max_detections=settings.max_detections)
+                                 max_detections=settings.max_detections, engine=settings.engine)
+    predictor.engine_report = lambda line: print(line, file=sys.stderr)
+    predictor.expect_images(len(dataset))
+    split = announce_split(dataset, settings.dataset)
     evaluation = evaluate(predictor, dataset, class_names, metric=settings.metric,
                           iou_threshold=settings.iou_threshold, use_2007_metric=settings.use_2007_metric,
+                          confusion_threshold=settings.confusion_threshold,
                           batch_size=settings.batch_size, num_workers=settings.num_workers)
     summary = {
         "net": net_type,
         "trained_model": str(Path(settings.trained_model)),
         "dataset_type": settings.dataset_type,
         "dataset": str(Path(settings.dataset)),
+        **split,
         "use_2007_metric": settings.use_2007_metric,
         "iou_threshold": settings.iou_threshold,
         "nms_method": settings.nms_method,
         "image_size": list(net.config.image_size),
         "device": settings.device,
+        "engine": predictor.last_engine_build.engine if predictor.last_engine_build else "eager",
         "batch_size": settings.batch_size,
         "num_workers": settings.num_workers,
     }
@@ -202,7 +220,9 @@ def evaluate_exported_model(args: EvalSettings) -> int:
                                     resolution=format_size(args.image_size) if args.image_size else None)
     batch_size = args.batch_size or default_batch_size(device_name)
     num_workers = default_num_workers(device_name) if args.num_workers is None else args.num_workers
+    split = announce_split(dataset, args.dataset)
     evaluation = evaluate(predictor, dataset, class_names, metric=args.metric, iou_threshold=args.iou_threshold,
+                          confusion_threshold=args.confusion_threshold,
                           use_2007_metric=args.use_2007_metric, batch_size=batch_size, num_workers=num_workers)
     settings = {
         "net": predictor.metadata.net_type,
@@ -212,6 +232,7 @@ def evaluate_exported_model(args: EvalSettings) -> int:
         "with_postprocess": predictor.has_postprocess,
         "dataset_type": args.dataset_type,
         "dataset": str(Path(args.dataset)),
+        **split,
         "use_2007_metric": args.use_2007_metric,
         "iou_threshold": args.iou_threshold,
         "nms_method": "hard",
@@ -225,10 +246,28 @@ def evaluate_exported_model(args: EvalSettings) -> int:
     return report(args, evaluation, settings)
 
 
+def announce_split(dataset, root: str) -> dict:
+    """Say on stderr which split of ``root`` is evaluated, with a plain warning when training reads it too
+    (a VOC root without test.txt gives trainval); returns the entries summary.json records."""
+    names, trained_on = trained_split_names(dataset)
+    split = ", ".join(names) or "?"
+    print(f"evaluating the {split} split of {root} ({len(dataset)} images)", file=sys.stderr)
+    if trained_on:
+        print(f"warning: {root} has no test split, so the {split} split is evaluated, which training reads too: "
+              "the mAP measures the fit to the training images, not the accuracy on new ones; add a test split "
+              "(for VOC, ImageSets/Main/test.txt)", file=sys.stderr)
+    return {"split": split, "split_is_training_data": trained_on}
+
+
 def report(args: EvalSettings, evaluation, settings: dict) -> int:
-    """Write the outputs to --eval_dir and print the AP table (stdout) and the timing (stderr)."""
-    write_outputs(args.eval_dir, evaluation, settings)
-    print(evaluation.table())
+    """Print the AP table (stdout), then write the outputs to --eval_dir and print the timing (stderr). The
+    table comes first, so a file that cannot be written costs the files only: exit status 1 then."""
+    print(evaluation.table(), flush=True)
+    try:
+        write_outputs(args.eval_dir, evaluation, settings)
+    except OSError as error:
+        print(f"error: {error}; the results above were not saved", file=sys.stderr)
+        return 1
     if evaluation.timing.skipped_ids:
         print(f"warning: skipped {len(evaluation.timing.skipped_ids)} unreadable image(s), listed in "
               f"{Path(args.eval_dir) / 'summary.json'}", file=sys.stderr)

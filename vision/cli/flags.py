@@ -11,7 +11,9 @@ import argparse
 from vision.utils.misc import str2bool
 
 __all__ = ["str2bool", "NET_TYPE_NAMES", "add_model_arguments", "add_input_size_argument", "add_device_argument",
-           "add_detection_arguments", "add_backend_argument", "add_onnx_runtime_arguments", "non_negative_int"]
+           "add_detection_arguments", "add_backend_argument", "add_onnx_runtime_arguments", "add_engine_argument",
+           "non_negative_int",
+           "unit_fraction"]
 
 # The registry's names (vision.ssd.registry.NET_TYPES, which imports torch); tests/cli/test_flags.py keeps
 # them equal.
@@ -19,6 +21,8 @@ NET_TYPE_NAMES = ("vgg16-ssd", "mb1-ssd", "mb1-ssd-lite", "mb2-ssd-lite", "mb3-l
                   "sq-ssd-lite", "ssdlite320-mb3-large", "ssd300-vgg16")
 BACKENDS = ("pytorch", "onnx")
 ONNX_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+# vision.ssd.engines.ENGINES (which imports torch); tests/cli/test_engine_flag.py keeps them equal.
+ENGINE_NAMES = ("auto", "eager", "onnxruntime", "torchscript", "compile")
 
 RESOLUTION_HELP = ("input size: N for NxN (e.g. 512) or WxH (e.g. 640x360); default: the size recorded with the "
                    "model (its .pth.json sidecar, an .onnx file's own, a resumed checkpoint's), else the net type's "
@@ -75,6 +79,25 @@ def add_onnx_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --backend onnx: ONNX Runtime intra-op threads (0: one per physical core)")
     parser.add_argument("--onnx_optimization", default="all", choices=ONNX_OPTIMIZATION_LEVELS,
                         help="with --backend onnx: ONNX Runtime graph optimisation level")
+
+
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    """``--engine``: what runs a ``.pth`` net's forward pass on the CPU (docs/deploy.md#cpu-engines)."""
+    parser.add_argument("--engine", default="auto", choices=ENGINE_NAMES,
+                        help="PyTorch backend on the CPU: auto (the fastest engine measured for the net type, built "
+                             "once enough images come to pay for it), eager (the net itself), or onnxruntime, "
+                             "torchscript, compile")
+
+
+def unit_fraction(text: str) -> float:
+    """A float flag value in (0, 1], such as an IoU threshold (an argparse error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a value in (0, 1], got {text}")
+    return value
 
 
 def non_negative_int(text: str) -> int:

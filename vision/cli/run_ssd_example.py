@@ -30,13 +30,14 @@ from vision.cli.flags import (
     add_backend_argument,
     add_detection_arguments,
     add_device_argument,
+    add_engine_argument,
     add_input_size_argument,
     add_model_arguments,
     add_onnx_runtime_arguments,
 )
 from vision.runtime.detector import Detector, load_detector
 from vision.runtime.images import expand_images, write_image
-from vision.utils.atomic import write_text
+from vision.utils.atomic import check_writable, write_text
 from vision.utils.drawing import draw_detections
 from vision.utils.image_files import UnreadableImageError, read_bgr_image
 
@@ -62,6 +63,7 @@ class ExampleSettings:
     backend: str = "pytorch"
     onnx_threads: int = 0
     onnx_optimization: str = "all"
+    engine: str = "auto"
     mb2_width_mult: float = 1.0
     resolution: Optional[str] = None
 
@@ -81,11 +83,13 @@ def output_paths(images: Sequence[str], several: bool, output: Optional[str]) ->
             path = os.path.join(path, f"{os.path.splitext(os.path.basename(images[0]))[0]}_ssd.jpg")
         elif not os.path.splitext(path)[1]:
             path += ".jpg"  # OpenCV picks the format by the extension
+        check_writable(path, flag="--output")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return [path]
     folder = output or FOLDER_OUTPUT
     if os.path.isfile(folder):
         raise ValueError(f"--output {folder}: is a file; with several images --output is a folder")
+    check_writable(folder, folder=True, flag="--output")
     os.makedirs(folder, exist_ok=True)
     paths, used = [], {}
     for image in images:
@@ -108,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the detections as JSON")
     add_backend_argument(parser)
     add_onnx_runtime_arguments(parser)
+    add_engine_argument(parser)
     add_input_size_argument(parser)
     return parser
 
@@ -120,9 +125,13 @@ def run(settings: ExampleSettings) -> int:
     """Detect in every image, print and draw the detections, write the results (and the JSON); returns 0,
     or raises OSError when no image could be read."""
     images, several = expand_images(settings.images)
+    if settings.json:
+        check_writable(settings.json, flag="--json")  # before the work, not after every image is done
     detector = load_detector(settings.net_type, settings.model_path, settings.label_path, settings.backend,
                              settings.device, settings.candidate_size, settings.mb2_width_mult, settings.resolution,
-                             onnx_threads=settings.onnx_threads, onnx_optimization=settings.onnx_optimization)
+                             onnx_threads=settings.onnx_threads, onnx_optimization=settings.onnx_optimization,
+                             engine=settings.engine, engine_report=lambda line: print(line, file=sys.stderr))
+    detector.expect_images(len(images))  # a single image never pays for building a CPU engine
     outputs = output_paths(images, several, settings.output)
     records, skipped = [], []
     for image_path, output_path in zip(images, outputs):

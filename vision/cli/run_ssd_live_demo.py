@@ -16,6 +16,7 @@ live source's oldest unprocessed frame is dropped when inference falls behind.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from typing import List, Optional
@@ -28,9 +29,11 @@ from vision.cli.flags import (
     add_backend_argument,
     add_detection_arguments,
     add_device_argument,
+    add_engine_argument,
     add_input_size_argument,
     add_model_arguments,
     add_onnx_runtime_arguments,
+    non_negative_int,
 )
 from vision.runtime.detector import Detector, load_detector
 from vision.runtime.video import (
@@ -43,6 +46,7 @@ from vision.runtime.video import (
     open_source,
     run_stream,
 )
+from vision.utils.atomic import check_writable
 
 DEFAULT_OUTPUT = "run_ssd_live_demo_output.mp4"
 
@@ -65,6 +69,7 @@ class LiveDemoSettings:
     backend: str = "pytorch"
     onnx_threads: int = 0
     onnx_optimization: str = "all"
+    engine: str = "auto"
     max_frames: int = 0
     camera_width: int = 1280
     camera_height: int = 720
@@ -73,7 +78,19 @@ class LiveDemoSettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "LiveDemoSettings":
-        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
+        values = {name: getattr(args, name) for name in cls.__dataclass_fields__}
+        if not os.path.splitext(args.output)[1]:
+            values["output"] = args.output + ".mp4"  # OpenCV picks the container by the extension
+        return cls(**values)
+
+
+def expected_frames(capture, live: bool, max_frames: int) -> Optional[int]:
+    """How many frames the run will see: a file's frame count (capped by ``max_frames``), None for a camera
+    or stream without ``max_frames`` (open-ended)."""
+    count = 0 if live else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+    if max_frames > 0:
+        return min(count, max_frames) if count else max_frames
+    return count or None
 
 
 # -- command line -------------------------------------------------------------------------------------
@@ -83,12 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("source", nargs="?", default="0", help="video file, URL or camera index (default 0)")
     parser.add_argument("--headless", action="store_true", help="never open a window; write --output instead")
     parser.add_argument("--output", default=DEFAULT_OUTPUT,
-                        help=f"video written when headless (default {DEFAULT_OUTPUT})")
+                        help=f"video written when headless (default {DEFAULT_OUTPUT}; a name without an extension "
+                             "gets .mp4)")
     add_detection_arguments(parser)
     add_device_argument(parser)
     add_backend_argument(parser)
     add_onnx_runtime_arguments(parser)
-    parser.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: no limit)")
+    add_engine_argument(parser)
+    parser.add_argument("--max_frames", type=non_negative_int, default=0,
+                        help="stop after this many frames (0: no limit)")
     parser.add_argument("--camera_width", type=int, default=1280, help="frame width asked of a camera")
     parser.add_argument("--camera_height", type=int, default=720, help="frame height asked of a camera")
     add_input_size_argument(parser)
@@ -105,10 +125,14 @@ def run(settings: LiveDemoSettings) -> int:
     detector: Detector = load_detector(settings.net_type, settings.model_path, settings.label_path, settings.backend,
                                        settings.device, settings.candidate_size, settings.mb2_width_mult,
                                        settings.resolution, onnx_threads=settings.onnx_threads,
-                                       onnx_optimization=settings.onnx_optimization)
+                                       onnx_optimization=settings.onnx_optimization, engine=settings.engine,
+                                       engine_report=lambda line: print(line, flush=True))
     capture, description, live = open_source(settings.source, settings.camera_width, settings.camera_height)
+    detector.expect_images(expected_frames(capture, live, settings.max_frames))
     source_fps = capture.get(cv2.CAP_PROP_FPS)
     headless = settings.headless or not gui_available()
+    if headless:
+        check_writable(settings.output, flag="--output")  # before any frame: not after a long stream
     sink = VideoFileSink(settings.output, source_fps) if headless else WindowSink()
     report = (lambda line: print(line, flush=True)) if headless else None
     target = f"writing the annotated video to {settings.output}" if headless else f"showing the {sink.description}"

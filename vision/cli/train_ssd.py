@@ -4,11 +4,16 @@ Flags, names and defaults are the original toolkit's, plus this project's (docs/
 parsed once into a frozen :class:`~vision.training.settings.TrainingSettings` with every value resolved
 (device, input size, memory format, local weight files), which the run is built from.
 Multi-GPU / multi-node: ``torchrun --nproc_per_node=N train_ssd.py ...`` (DistributedDataParallel).
+
+Exit status: 0 trained; 1 a file could not be written (a full disk, a read-only folder) or read; 2 a mistake
+in the flags or the data, found before training (also "nothing to train"); 3 the loss became NaN; 130
+interrupted (Ctrl-C), with the ``--resume`` that continues.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import warnings
@@ -21,9 +26,11 @@ from vision.ssd import weights
 from vision.ssd.registry import NET_TYPES
 from vision.training.distributed import DistributedContext, init_distributed, shutdown
 from vision.training.loops import NonFiniteLossError
-from vision.training.run import TrainingRun, choose_device, resumed_input_size, seed_everything
+from vision.training.run import TrainingRun, resumed_input_size, seed_everything
+from vision.training.run_folder import RunFolder, saved_epoch, take_run_folder
 from vision.training.settings import TrainingSettings
 from vision.utils.checkpoint import CheckpointError
+from vision.utils.device import torch_device
 from vision.utils.image_size import parse_resolution
 
 log = logging.getLogger("train_ssd")
@@ -36,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--datasets", nargs="+", help="Dataset directory path(s); several are concatenated")
     parser.add_argument("--validation_dataset", help="Dataset directory path")
     parser.add_argument("--balance_data", action="store_true",
-                        help="Balance training data by down-sampling more frequent labels.")
+                        help="Balance training data by down-sampling more frequent labels: each class keeps at "
+                             "most as many images as the rarest one has (every format; images without boxes stay)")
     parser.add_argument("--net", default="vgg16-ssd", choices=list(NET_TYPES), help="The network architecture")
     parser.add_argument("--freeze_base_net", action="store_true", help="Freeze base net layers.")
     parser.add_argument("--freeze_net", action="store_true", help="Freeze all the layers except the prediction head.")
@@ -65,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug_steps", default=100, type=int, help="Set the debug log output frequency.")
     parser.add_argument("--use_cuda", default=True, type=str2bool, help="Use CUDA to train model")
     parser.add_argument("--checkpoint_folder", default="models/", help="Directory for saving checkpoint models")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let a new run replace the run already in --checkpoint_folder (its last.pth, labels.txt "
+                             "and history.jsonl); without it such a folder is refused")
     # This project's flags.
     parser.add_argument("--seed", default=None, type=int, help="seed Python, numpy and torch for a reproducible run")
     add_device_argument(parser)
@@ -86,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--freeze_bn", action="store_true", help="keep BatchNorm layers in eval mode while training")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars (e.g. in log files)")
     add_input_size_argument(parser)
+    parser.add_argument("--priors", default=None,
+                        help="the prior table: default (the net type's own), auto (fitted to the training boxes for "
+                             "this net and --resolution; written to <checkpoint_folder>/priors.json) or a .json table; "
+                             "with --resume: the checkpoint's. See docs/own_data.md")
+    parser.add_argument("--warmup_epochs", default=0.0, type=float,
+                        help="raise the learning rate linearly from near 0 over this many epochs (counted in steps)")
+    parser.add_argument("--ema_decay", default=0.0, type=float,
+                        help="keep an exponential moving average of the weights with this decay (e.g. 0.999), "
+                             "validated and saved instead of the raw weights; 0: none")
     return parser
 
 
@@ -95,8 +115,51 @@ def check_flags(args: argparse.Namespace) -> None:
         raise ValueError("--datasets is required: one or more dataset folders")
     if args.batch_size < 1 or args.num_epochs < 0 or args.validation_epochs < 1:
         raise ValueError("--batch_size and --validation_epochs must be at least 1, --num_epochs at least 0")
+    if args.num_epochs == 0:
+        raise ValueError("nothing to train: --num_epochs 0; give --num_epochs 1 or more")
+    check_schedule_flags(args)
     if args.resolution:
         parse_resolution(args.resolution)
+
+
+def check_schedule_flags(args: argparse.Namespace) -> None:
+    """The learning-rate flags, checked before any epoch: a bad one would otherwise fail after the first
+    (``--t_max 0`` divides by zero when the scheduler steps), and that epoch would not be saved."""
+    if args.scheduler == "cosine" and not (math.isfinite(args.t_max) and args.t_max > 0):
+        raise ValueError(f"--t_max {args.t_max:g}: the cosine schedule's period must be a number of epochs above 0")
+    if args.scheduler == "multi-step":
+        try:
+            milestones = [int(value) for value in args.milestones.split(",") if value.strip()]
+        except ValueError:
+            raise ValueError(f"--milestones {args.milestones!r}: expected comma-separated epochs such as "
+                             "80,100") from None
+        if any(value < 1 for value in milestones):
+            raise ValueError(f"--milestones {args.milestones}: epochs must be 1 or more")
+    for flag in ("lr", "gamma"):
+        value = getattr(args, flag)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{flag} {value:g}: must be above 0")
+    for flag in ("base_net_lr", "extra_layers_lr", "momentum", "weight_decay", "warmup_epochs"):
+        value = getattr(args, flag, None)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"--{flag} {value:g}: must be 0 or more")
+
+
+def check_something_to_train(settings: TrainingSettings) -> None:
+    """"nothing to train" when ``--resume`` names a run that has finished ``--num_epochs`` already."""
+    done = saved_epoch(settings.resume)
+    if done is not None and done + 1 >= settings.num_epochs:
+        raise ValueError(f"nothing to train: {settings.resume} has finished epochs 0 to {done} and --num_epochs is "
+                         f"{settings.num_epochs}; give --num_epochs {done + 2} or more to train further")
+
+
+def resume_advice(run_folder: Optional[RunFolder]) -> str:
+    """``"resume with --resume <folder>/last.pth"``-style advice after a run stopped early, from what it saved."""
+    point = run_folder.resume_point() if run_folder is not None else None
+    if point is None:
+        return "nothing was saved yet, so run the same command again"
+    path, epoch = point
+    return f"{path} holds epoch {epoch}: resume with --resume {path}"
 
 
 def local_weight_file(flag: str, source: Optional[str]) -> Optional[str]:
@@ -116,7 +179,7 @@ def training_settings(args: argparse.Namespace, context: DistributedContext) -> 
     base_net = local_weight_file("base_net", args.base_net)
     pretrained_ssd = local_weight_file("pretrained_ssd", args.pretrained_ssd)
     resume = local_weight_file("resume", args.resume) if args.resume else None
-    device = choose_device(args.device, args.use_cuda, context.local_rank)
+    device = torch_device(args.device, args.use_cuda, context.local_rank)
     image_size = parse_resolution(args.resolution) if args.resolution else resumed_input_size(resume)
     channels_last = device.type == "cpu" if args.channels_last is None else bool(args.channels_last)
     flags = {name: value for name, value in vars(args).items() if name in TrainingSettings.__dataclass_fields__}
@@ -130,21 +193,44 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stdout)
     warnings.simplefilter("default")
     context = DistributedContext()
+    run_folder: Optional[RunFolder] = None
     try:
         check_flags(args)
-        context = init_distributed(choose_device(args.device, args.use_cuda).type)
+        context = init_distributed(torch_device(args.device, args.use_cuda).type)
         settings = training_settings(args, context)
         if settings.seed is not None:
             seed_everything(settings.seed, context.rank)
         if not context.is_main:
             logging.getLogger().setLevel(logging.WARNING)
         log.info("Using %s%s", settings.device, f" ({context.world_size} processes)" if context.enabled else "")
-        TrainingRun(settings, context).run()
+        check_something_to_train(settings)
+        if context.is_main:  # rank 0 alone writes checkpoints, so it alone takes the folder
+            run_folder = take_run_folder(settings.checkpoint_folder, settings.resume, args.overwrite)
+        run = TrainingRun(settings, context)
+        if run_folder is not None:
+            run_folder.start_history()
+        run.run()
         return 0
+    except KeyboardInterrupt:
+        if context.is_main:
+            point = run_folder.resume_point() if run_folder is not None else None
+            if point is None:
+                print("train_ssd.py: interrupted before the first checkpoint; nothing to resume, run the same command "
+                      "again", file=sys.stderr)
+            else:
+                print(f"train_ssd.py: interrupted at epoch {point[1] + 1}; resume with --resume {point[0]}",
+                      file=sys.stderr)
+        return 130
     except (DatasetError, CheckpointError, NonFiniteLossError, ValueError) as error:
         print(f"train_ssd.py: error: {error}", file=sys.stderr)
         return 2 if not isinstance(error, NonFiniteLossError) else 3
+    except OSError as error:  # a full disk, a read-only folder: one line (WriteError names the file)
+        advice = f"; {resume_advice(run_folder)}" if run_folder is not None else ""
+        print(f"train_ssd.py: error: {error}{advice}", file=sys.stderr)
+        return 1
     finally:
+        if run_folder is not None:
+            run_folder.release()
         shutdown(context)
 
 

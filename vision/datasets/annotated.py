@@ -115,6 +115,15 @@ def select_split(contents: DatasetContents, is_test: bool) -> List[str]:
     return ids
 
 
+def trained_split_names(dataset) -> Tuple[List[str], bool]:
+    """``(split names, trained on)``: the splits a data set's samples come from (its ``split_names``, as
+    VOCDataset, the split datasets and OpenImagesDataset record them), and whether training on the same root
+    reads one of them too, as when a VOC root without test.txt is evaluated on trainval."""
+    names = list(getattr(dataset, "split_names", None) or [])
+    training = set(training_split_names(list(getattr(dataset, "all_split_names", None) or names)))
+    return names, bool(training & set(names))
+
+
 def find_image(stem_path: Path) -> Path:
     """The image file `stem_path` + one of IMAGE_SUFFIXES (either case) that exists, else stem_path.jpg."""
     for suffix in IMAGE_SUFFIXES:
@@ -133,11 +142,29 @@ def unknown_class_error(what: str, unknown: Sequence[str], class_source: str,
                         f"{list(class_names)}: {shown}{more}")
 
 
+def format_box(box: np.ndarray) -> str:
+    """``[x1, y1, x2, y2]`` as a file writes the numbers (``2`` not ``2.0``, ``2.25``, ``nan``)."""
+    return "[" + ", ".join(f"{float(value):.7g}" for value in np.asarray(box, np.float64).reshape(4)) + "]"
+
+
+def describe_box(box: np.ndarray) -> str:
+    """:func:`format_box`, then why the box has no area: ``(NaN)``, ``(zero or negative area)``, or
+    ``(outside the image)`` when neither."""
+    values = [float(value) for value in np.asarray(box, np.float64).reshape(4)]
+    text = format_box(box)
+    if any(np.isnan(values)):
+        return f"{text} (NaN)"
+    if values[2] <= values[0] or values[3] <= values[1]:
+        return f"{text} (zero or negative area)"
+    return f"{text} (outside the image)"
+
+
 def cleaned_boxes(entry: ImageEntry, class_names: Sequence[str], display_offset: float = 0.0):
     """(boxes, labels, is_difficult) of an entry as a dataset loads them: boxes clipped to entry.size when
     known, boxes without area then dropped with a BadDataWarning naming entry.source (boxes shown with
     `display_offset` added, 1 for VOC's 1-based XML)."""
-    boxes = np.array(entry.boxes, dtype=np.float32).reshape(-1, 4)
+    written = np.array(entry.boxes, dtype=np.float32).reshape(-1, 4)
+    boxes = written.copy()
     labels = np.asarray(entry.labels, np.int64).reshape(-1)
     if entry.size is not None:
         clip_boxes(boxes, *entry.size)
@@ -145,10 +172,10 @@ def cleaned_boxes(entry: ImageEntry, class_names: Sequence[str], display_offset:
     if not keep.all():
         def name(label):
             return class_names[label] if 0 <= label < len(class_names) else str(label)
-        dropped = ", ".join(f"{name(labels[i])} {np.round(boxes[i] + display_offset, 1).tolist()}"
+        dropped = ", ".join(f"{name(labels[i])} {describe_box(written[i] + display_offset)}"
                             for i in np.flatnonzero(~keep))
-        warn_bad_data(f"{entry.source}: dropped {int((~keep).sum())} box(es) with no area after clipping to "
-                      f"the image (xmin, ymin, xmax, ymax): {dropped}")
+        warn_bad_data(f"{entry.source}: dropped {int((~keep).sum())} box(es) with a NaN coordinate or no area "
+                      f"after clipping to the image (xmin, ymin, xmax, ymax as written): {dropped}")
     return boxes[keep], labels[keep], np.asarray(entry.is_difficult, np.uint8).reshape(-1)[keep]
 
 
@@ -207,6 +234,28 @@ class AnnotatedImageDataset:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def balance(self) -> None:
+        """``--balance_data``: down-sample the frequent classes. Every class keeps at most as many of its
+        images as the rarest class has (drawn with np.random, the rule of OpenImagesDataset); an image stays
+        when any of its classes keeps it. Images without boxes, and those skipped as malformed, stay."""
+        images_of_class: Dict[int, List[int]] = {}
+        with_boxes = set()
+        for index, image_id in enumerate(self.ids):
+            annotation = self._annotations[image_id]
+            if annotation is None:
+                continue
+            keep = slice(None) if self.keep_difficult else annotation.is_difficult == 0
+            for label in sorted(set(annotation.labels[keep].tolist())):
+                images_of_class.setdefault(label, []).append(index)
+                with_boxes.add(index)
+        if not images_of_class:
+            return
+        fewest = min(len(indexes) for indexes in images_of_class.values())
+        chosen = set()
+        for label in sorted(images_of_class):
+            chosen.update(np.random.permutation(images_of_class[label])[:fewest].tolist())
+        self.ids = [image_id for index, image_id in enumerate(self.ids) if index in chosen or index not in with_boxes]
 
     def _skip_malformed(self, image_id: str) -> None:
         warn_bad_data(f"skipping image {image_id}: annotation {self._entries[image_id].source} is malformed")
@@ -286,4 +335,6 @@ class SplitDataset(AnnotatedImageDataset):
             raise unknown_class_error(f"{contents.format} data set {contents.root}", contents.unknown, class_source,
                                       self.class_names)
         ids = select_split(contents, is_test)
+        self.all_split_names = list(contents.splits)
+        self.split_names = (evaluation_split_names if is_test else training_split_names)(self.all_split_names)
         self._load([contents.images[image_id] for image_id in ids], transform, target_transform, keep_difficult)

@@ -104,7 +104,17 @@ def _category_order(categories: list, path: Path) -> List[Tuple[int, str]]:
             pairs.append((int(category["id"]), str(category["name"])))
         except (KeyError, TypeError, ValueError):
             raise DatasetError(f"{path}: category {number} needs an integer id and a name") from None
-    return sorted(pairs)
+    pairs = sorted(pairs)
+    # Class names are compared ignoring case everywhere (label files, other roots), so two such categories
+    # would quietly become one class.
+    seen: Dict[str, Tuple[int, str]] = {}
+    for category_id, name in pairs:
+        first = seen.setdefault(name.lower(), (category_id, name))
+        if first[0] != category_id:
+            raise DatasetError(f"{path}: categories {first[1]!r} (id {first[0]}) and {name!r} (id {category_id}) "
+                               "differ only in case, and class names are compared ignoring case; rename or merge "
+                               "one of them")
+    return pairs
 
 
 def read_coco(path, label_file=None) -> DatasetContents:
@@ -114,7 +124,8 @@ def read_coco(path, label_file=None) -> DatasetContents:
     (categories matched by name, ignoring case). Per-annotation problems: a category id not in
     categories, or a category name not in label_file, is listed in ``unknown`` with the file and the
     annotation's id; an annotation without a 4-number bbox or with an unknown image id is dropped with a
-    warning naming the file. Raises DatasetError for malformed JSON or no instances file.
+    warning naming the file. Raises DatasetError for malformed JSON, no instances file, or two categories
+    whose names differ only in case.
     """
     path = Path(path)
     files = coco_annotation_files(path)

@@ -51,8 +51,9 @@ def open_one(dataset_type: str, root, transform=None, target_transform=None, is_
              balance_data: bool = False, label_file=None):
     """The data set of one root: dataset_type one of DATASET_TYPES ("auto" detects it and logs what it
     found). voc/coco/yolo/csv: the training split, or the evaluation split when is_test (see
-    vision.datasets.annotated.select_split); open_images: "test" when is_test, else "train"
-    (balance_data applies to it only). label_file: class names to index the labels by."""
+    vision.datasets.annotated.select_split); open_images: "test" when is_test, else "train".
+    balance_data: down-sample frequent classes in a training split, in every format (see
+    AnnotatedImageDataset.balance). label_file: class names to index the labels by."""
     if dataset_type == "auto":
         dataset_type = detect_format(root)
         log.info("Dataset %s: detected format %s", root, dataset_type)
@@ -62,8 +63,13 @@ def open_one(dataset_type: str, root, transform=None, target_transform=None, is_
                                  label_file=label_file)
     if dataset_type not in _SPLIT_DATASETS:
         raise DatasetError(f"dataset type {dataset_type!r} is not one of {DATASET_TYPES}")
-    return _SPLIT_DATASETS[dataset_type](root, transform=transform, target_transform=target_transform,
-                                         is_test=is_test, label_file=label_file)
+    dataset = _SPLIT_DATASETS[dataset_type](root, transform=transform, target_transform=target_transform,
+                                            is_test=is_test, label_file=label_file)
+    if balance_data and not is_test:
+        before = len(dataset)
+        dataset.balance()
+        log.info("Dataset %s: --balance_data kept %d of %d images", root, len(dataset), before)
+    return dataset
 
 
 def build_dataset(dataset_type: str, roots: Sequence[str], transform=None, target_transform=None,

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..transforms.box_ops import clip_boxes, valid_box_mask
 from ..utils.labels import BACKGROUND, read_label_file
+from .annotated import DatasetContents, ImageEntry
 from .errors import BadImageError, DatasetError, warn_bad_data
 from .images import apply_transforms, read_image_size, read_or_skip, read_rgb_image, transform_image
 
@@ -54,6 +55,53 @@ def training_class_names(root) -> List[str]:
     return [BACKGROUND] + sorted(names)
 
 
+def read_open_images(root, label_file=None) -> DatasetContents:
+    """Every split of an Open Images root (each ``sub-<split>-annotations-bbox.csv`` with its images in
+    ``<split>/``) as DatasetContents, for the checker and for conversion (``vision.datasets.convert``).
+
+    Boxes: the CSV's 0..1 corners times the size read from the image's header, 0-based pixel corners, as
+    written (not clipped); an image that cannot be read has no size and no boxes (it is reported, or left
+    out, when read). Class names: ``label_file``'s, else BACKGROUND + the sorted classes of the training CSV
+    (of every CSV without one), as OpenImagesDataset; a class not in them is listed in ``unknown``. An
+    image id found in two splits is ``<split>/<ImageID>`` in the later one. Raises DatasetError when there
+    is no annotation CSV or one lacks a column."""
+    root = Path(root)
+    tables = {split: _read_csv(annotation_file(root, split)).dropna(subset=["ImageID"])
+              for split in ("train", "validation", "test") if annotation_file(root, split).is_file()}
+    if not tables:
+        raise DatasetError(f"Open Images root {root}: no sub-<train|validation|test>-annotations-bbox.csv")
+    if label_file is not None:
+        class_names = tuple(read_label_file(label_file))
+    elif "train" in tables:
+        class_names = tuple(training_class_names(root))
+    else:
+        found = set().union(*(set(table["ClassName"].dropna().astype(str)) for table in tables.values()))
+        class_names = (BACKGROUND, *sorted(found))
+    lookup = {name.lower(): index for index, name in enumerate(class_names)}
+    images, splits, unknown = {}, {}, []
+    for split, table in tables.items():
+        path = annotation_file(root, split)
+        splits[split] = []
+        for image_id, rows in table.groupby("ImageID", sort=False):
+            image_id = str(image_id)
+            key = image_id if image_id not in images else f"{split}/{image_id}"
+            image_path = root / split / f"{image_id}.jpg"
+            names = rows["ClassName"].astype(str).tolist()
+            labels = np.array([lookup.get(name.lower(), -1) for name in names], np.int64)
+            unknown += [f"{path}: image {image_id}: class {name!r}" for name, label in zip(names, labels) if label < 0]
+            try:
+                width, height = read_image_size(image_path)
+            except BadImageError:
+                images[key] = ImageEntry(key, image_path, path, *ImageEntry.empty_arrays(), None)
+            else:
+                relative = rows[["XMin", "YMin", "XMax", "YMax"]].to_numpy(dtype=np.float64)
+                boxes = (relative * np.array([width, height, width, height])).astype(np.float32)
+                images[key] = ImageEntry(key, image_path, path, boxes, labels, np.zeros(len(labels), np.uint8),
+                                         (width, height))
+            splits[split].append(key)
+    return DatasetContents("open_images", root, class_names, images, splits, unknown)
+
+
 class OpenImagesDataset:
     """One split of an Open Images root.
 
@@ -79,6 +127,9 @@ class OpenImagesDataset:
         self.transform = transform
         self.target_transform = target_transform
         self.dataset_type = dataset_type.lower()
+        self.split_names = [self.dataset_type]
+        self.all_split_names = [split for split in ("train", "validation", "test")
+                                if annotation_file(self.root, split).is_file()]
         self.balance_data = balance_data
         if label_file is not None:
             self.class_names = tuple(read_label_file(label_file))

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -48,6 +50,24 @@ def backoff_delay(attempt: int, backoff_s: float) -> float:
     return min(backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
 
 
+def is_name_resolution_error(error: BaseException) -> bool:
+    """True when ``error`` comes from a host name that cannot be resolved (``socket.gaierror``: offline, or a
+    mistyped host), found through the exceptions urllib, urllib3 and botocore wrap it in. Waiting does not
+    bring a name back the way it heals a dropped connection, so such errors are not retried."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror) or type(current).__name__ == "NameResolutionError":
+            return True
+        kwargs = getattr(current, "kwargs", None)  # botocore keeps the underlying error there
+        pending += [getattr(current, "reason", None), current.__cause__, current.__context__,
+                    kwargs.get("error") if isinstance(kwargs, dict) else None]
+    return False
+
+
 def _is_permanent(error: urllib.error.HTTPError) -> bool:
     # Client errors do not heal by waiting, except "timeout" and "too many requests".
     return 400 <= error.code < 500 and error.code not in (408, 429)
@@ -78,7 +98,8 @@ def fetch_file(url: str, path: Path, *, attempts: int, backoff_s: float, progres
 
     The body is streamed to a temporary file beside `path` (never held in memory) and renamed when complete.
     Network errors, 5xx answers and cut-short transfers are retried `attempts` times in all, with
-    doubling back-off from `backoff_s`; 4xx answers and missing file:// paths are not.
+    doubling back-off from `backoff_s`; 4xx answers, missing file:// paths and host names that cannot be
+    resolved (offline) are not.
     Raises DownloadError (one line with the URL) when it gives up; no partial file is left then.
     """
     if path.exists():
@@ -100,6 +121,10 @@ def fetch_file(url: str, path: Path, *, attempts: int, backoff_s: float, progres
             reason = error.reason if isinstance(error, urllib.error.URLError) else error
             if isinstance(error, urllib.error.URLError) and isinstance(reason, FileNotFoundError):
                 raise DownloadError(f"{url}: no such file") from None  # a file:// path will not appear
+            if is_name_resolution_error(error):
+                host = urllib.parse.urlsplit(url).hostname
+                raise DownloadError(f"{url}: cannot resolve the host name {host} ({reason}); check the network "
+                                    "connection (offline?) and the URL") from None
             last_error = str(reason)
         if attempt < attempts:
             delay = backoff_delay(attempt, backoff_s)

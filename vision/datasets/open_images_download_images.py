@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
-from vision.datasets.open_images_download_files import backoff_delay
+from vision.datasets.open_images_download_files import DownloadError, backoff_delay, is_name_resolution_error
 from vision.utils.atomic import remove_stale_temporaries, staged_path
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,8 @@ def fetch_image(
     """Fetch one image to `<root>/<task.key>`, retrying up to `attempts` times with back-off.
 
     A missing object (404) or another final 4xx answer is not retried. Returns None on success,
-    else a one-line reason the image is still missing.
+    else a one-line reason the image is still missing. Raises DownloadError at once when the S3 host
+    name cannot be resolved (offline).
     """
     stop = stop or threading.Event()
     dest = root / task.key
@@ -155,6 +156,9 @@ def fetch_image(
             if _is_final(error):
                 return reason
         except (_BadContent, BotoCoreError, OSError) as error:
+            if is_name_resolution_error(error):  # offline: every image would wait through all its retries
+                raise DownloadError(f"s3://{bucket}/{task.key}: cannot resolve the S3 host name ({error}); check "
+                                    "the network connection, then run the same command again") from None
             reason = f"s3://{bucket}/{task.key}: {error}"
         if attempt < attempts:
             delay = backoff_delay(attempt, backoff_s)
@@ -211,6 +215,8 @@ def download_images(
                 task = futures[future]
                 try:
                     reason = future.result()
+                except DownloadError:  # the network is gone: stop every download (below), say it once
+                    raise
                 except Exception as error:  # an unforeseen error costs one image, not the whole run
                     reason = f"s3://{bucket}/{task.key}: {type(error).__name__}: {error}"
                 if reason is None:

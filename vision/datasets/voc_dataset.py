@@ -183,13 +183,16 @@ class VOCDataset(AnnotatedImageDataset):
     def _read_ids(self) -> List[str]:
         split_dir = self.root / "ImageSets" / "Main"
         candidates = [split_dir / ("test.txt" if self.is_test else "trainval.txt"), split_dir / "default.txt"]
+        files = voc_split_files(self.root)
+        self.all_split_names = list(files)  # with split_names: which split evaluation reads, and is it trained on
         for path in candidates:
             if path.is_file():
                 self.image_list = path  # named by the empty-list check of AnnotatedImageDataset._load
+                self.split_names = [path.stem]
                 return read_id_list(path)
-        files = voc_split_files(self.root)
         chosen = (evaluation_split_names if self.is_test else training_split_names)(list(files))
         if chosen:
+            self.split_names = list(chosen)
             return list(dict.fromkeys(image_id for name in chosen for image_id in read_id_list(files[name])))
         raise DatasetError(f"VOC root {self.root}: no image list; looked for "
                            + " and ".join(str(path) for path in candidates))

@@ -2,7 +2,8 @@
 
     <root>/data.yaml            names (a list, or a dict index -> name), train / val / test paths
     <root>/images/<split>/...   images (a split path may also be a .txt file listing images, or a list)
-    <root>/labels/<split>/*.txt one "class cx cy w h" line per box, normalised to 0..1
+    <root>/labels/<split>/*.txt one "class cx cy w h" line per box, normalised to 0..1 (a segmentation
+                                line "class x1 y1 x2 y2 x3 y3 ..." is used as its polygon's bounding box)
 
 A label file is found by replacing the last ``images`` component of the image path with ``labels`` and
 the suffix with .txt, as Ultralytics does; a missing or empty label file means background. YOLO has no
@@ -11,6 +12,7 @@ read from the image file's header. An image's id is its path below its split fol
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -103,20 +105,30 @@ def _split_images(base: Path, value, yaml_path: Path) -> List[Tuple[Path, Path]]
     return found
 
 
-def _read_labels(path: Path, num_classes: int, unknown: List[str]):
-    """(normalised cx, cy, w, h float64 (n, 4), labels (n,) with -1 unknown, malformed reason or None)."""
+def _read_labels(path: Path, num_classes: int, unknown: List[str], polygons: Optional[List[str]] = None):
+    """(normalised cx, cy, w, h float64 (n, 4), labels (n,) with -1 unknown, malformed reason or None).
+    A segmentation line ``class x1 y1 x2 y2 x3 y3 ...`` (three or more points) becomes its polygon's
+    bounding box, as Ultralytics does; ``"<file>:<line>"`` is appended to ``polygons`` for each."""
     rows, labels = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 5:
-            return None, None, f"line {number} has {len(fields)} fields, expected 5 (class cx cy w h)"
+        is_polygon = len(fields) >= 7 and len(fields) % 2 == 1
+        if len(fields) != 5 and not is_polygon:
+            return None, None, (f"line {number} has {len(fields)} fields, expected 5 (class cx cy w h) or a polygon "
+                                "(class x1 y1 x2 y2 x3 y3 ...)")
         try:
             values = [float(field) for field in fields[1:]]
             class_index = int(fields[0])
         except ValueError:
             return None, None, f"line {number} is not numeric: {line.strip()!r}"
+        if is_polygon:
+            points = np.array(values, np.float64).reshape(-1, 2)
+            low, high = points.min(axis=0), points.max(axis=0)
+            values = [*((low + high) / 2), *(high - low)]
+            if polygons is not None:
+                polygons.append(f"{path}:{number}")
         if not 0 <= class_index < num_classes:
             unknown.append(f"{path}:{number}: class index {class_index} (data.yaml names {num_classes} classes)")
             class_index = -2  # becomes -1 after the background shift
@@ -149,6 +161,7 @@ def read_yolo(path, label_file=None) -> DatasetContents:
     splits: Dict[str, List[str]] = {}
     unknown: List[str] = []
     notes: List[str] = []
+    polygons: List[str] = []
     for key in split_keys:
         if key not in data or not data[key]:
             continue
@@ -161,10 +174,16 @@ def read_yolo(path, label_file=None) -> DatasetContents:
                 image_id = f"{key}/{image_id}"
                 existing = images.get(image_id)
             if existing is None:
-                images[image_id] = _entry(image_id, image_path, len(names), remap, names, unknown, notes)
+                images[image_id] = _entry(image_id, image_path, len(names), remap, names, unknown, notes, polygons)
             ids.append(image_id)
         splits[str(key)] = ids
     notes += _orphan_labels(images.values())
+    if polygons:
+        # Said once for the data set, not once a line: a segmentation set has a polygon on every line.
+        message = (f"{yaml_path}: {len(polygons)} label line(s) are segmentation polygons (first {polygons[0]}); "
+                   "each is used as its bounding box, as Ultralytics does")
+        notes.append(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     return DatasetContents("yolo", yaml_path.parent, class_names, images, splits, unknown, notes)
 
 
@@ -177,7 +196,7 @@ def _same_file(first: Path, second: Path) -> bool:
 
 
 def _entry(image_id: str, image_path: Path, num_classes: int, remap: np.ndarray, names: Sequence[str],
-           unknown: List[str], notes: List[str]) -> ImageEntry:
+           unknown: List[str], notes: List[str], polygons: Optional[List[str]] = None) -> ImageEntry:
     labels_file = label_path(image_path)
     try:
         size = read_image_size(image_path)
@@ -186,7 +205,7 @@ def _entry(image_id: str, image_path: Path, num_classes: int, remap: np.ndarray,
     if not labels_file.is_file():
         notes.append(f"{image_path}: image without a label file ({labels_file}; background)")
         return ImageEntry(image_id, image_path, labels_file, *ImageEntry.empty_arrays(), size)
-    relative, labels, malformed = _read_labels(labels_file, num_classes, unknown)
+    relative, labels, malformed = _read_labels(labels_file, num_classes, unknown, polygons)
     if malformed is not None:
         return ImageEntry(image_id, image_path, labels_file, *ImageEntry.empty_arrays(), size, malformed=malformed)
     in_range = labels >= 0  # labels here: YOLO class index + 1, or -1 out of range

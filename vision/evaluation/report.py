@@ -1,8 +1,10 @@
-"""What an evaluation leaves behind: the printed AP table, det_test_<class>.txt files, a JSON summary
-and precision-recall plots."""
+"""What an evaluation leaves behind: the printed AP table, det_test_<class>.txt files, a JSON summary,
+precision-recall plots, and the per-class diagnosis (its printed table, confusion_matrix.csv and .png)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -11,10 +13,13 @@ from typing import Sequence
 
 import numpy as np
 
+from vision.evaluation.confusion import ConfusionMatrix
 from vision.evaluation.records import EvalRecords
 from vision.utils.atomic import atomic_write, staged_path, write_text
 
 SUMMARY_FILE = "summary.json"
+CONFUSION_CSV = "confusion_matrix.csv"
+CONFUSION_PNG = "confusion_matrix.png"
 
 
 def format_ap_table(class_names: Sequence[str], aps: Sequence[float], mean_ap: float) -> str:
@@ -130,3 +135,76 @@ def plot_pr_curves(eval_dir: str | Path, curves: Sequence[tuple]) -> list[Path]:
             figure.savefig(temporary, format="png")
         paths.append(path)
     return paths
+
+
+def format_class_diagnosis(confusion: ConfusionMatrix) -> str:
+    """The per-class table printed after the AP table: a blank line, a heading naming the thresholds,
+    then one row per class: recall and precision at the threshold (``-`` where undefined: no ground
+    truth, or no detection), boxes missed, detections that took no box (``background``), and the classes
+    its boxes were taken for."""
+    names = confusion.class_names
+    width = max([len("class"), *(len(name) for name in names)])
+    lines = ["", f"Per-class diagnosis at score > {confusion.score_threshold:g}, IoU > "
+                 f"{confusion.iou_threshold:g} ({CONFUSION_CSV}):",
+             f"{'class':<{width}}  {'recall':>6}  {'precision':>9}  {'missed':>6}  {'background':>10}  "
+             "confused with"]
+    recall, precision, missed = confusion.recall, confusion.precision, confusion.missed
+    background = confusion.background_detections
+    for k, name in enumerate(names):
+        confused = ", ".join(f"{other} {count}" for other, count in confusion.confused_with(k).items())
+        lines.append(f"{name:<{width}}  {_fraction(recall[k]):>6}  {_fraction(precision[k]):>9}  "
+                     f"{int(missed[k]):>6}  {int(background[k]):>10}  {confused}".rstrip())
+    return "\n".join(lines)
+
+
+def _fraction(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
+
+
+def write_confusion_csv(eval_dir: str | Path, confusion: ConfusionMatrix) -> Path:
+    """``<eval_dir>/confusion_matrix.csv``: a header ``ground truth,<class>..,missed``, then
+    one row per ground-truth class and a last ``background`` row, each its name and its integer counts."""
+    path = Path(eval_dir) / CONFUSION_CSV
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["ground truth", *confusion.column_names])
+    for name, row in zip(confusion.row_names, confusion.counts.tolist()):
+        writer.writerow([name, *row])
+    write_text(path, text.getvalue())
+    return path
+
+
+def plot_confusion_matrix(eval_dir: str | Path, confusion: ConfusionMatrix) -> Path:
+    """``<eval_dir>/confusion_matrix.png``: each cell shaded by its share of its row (so that a rare
+    class reads as clearly as a common one) and, up to 30 classes, labelled with its count."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    counts = confusion.counts
+    size = len(confusion.row_names)
+    row_sums = counts.sum(axis=1, keepdims=True)
+    shares = counts / np.maximum(row_sums, 1)
+    side = min(max(4.0, 1.5 + 0.45 * size), 30.0)
+    figure = Figure(figsize=(side + 1.0, side), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the row")
+    if size <= 31:
+        rows, columns = np.indices(counts.shape)
+        for row, column, count, share in zip(rows.ravel(), columns.ravel(), counts.ravel(), shares.ravel()):
+            if count:
+                axes.text(column, row, str(count), ha="center", va="center", fontsize=7,
+                          color="white" if share > 0.5 else "black")
+    axes.set_xticks(range(size), confusion.column_names, rotation=90, fontsize=7)
+    axes.set_yticks(range(size), confusion.row_names, fontsize=7)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("ground truth")
+    axes.set_title(f"score > {confusion.score_threshold:g}, IoU > {confusion.iou_threshold:g}", fontsize=9)
+    figure.tight_layout()
+    path = Path(eval_dir) / CONFUSION_PNG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with staged_path(path, fsync=False) as temporary:
+        figure.savefig(temporary, format="png")
+    return path

@@ -1,4 +1,5 @@
-"""Evaluation end to end: load (data.py), predict (inference.py), score (voc.py / coco.py), report."""
+"""Evaluation end to end: load (data.py), predict (inference.py), score (voc.py / coco.py; the per-class
+diagnosis, confusion.py), report."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ from pathlib import Path
 from typing import Sequence
 
 from vision.evaluation.coco import COCOResult, score_coco
+from vision.evaluation.confusion import ConfusionMatrix, confusion_matrix
 from vision.evaluation.data import make_loader
 from vision.evaluation.inference import EVAL_PROB_THRESHOLD, InferenceTiming, run_inference
 from vision.evaluation.records import EvalRecords, RecordCollector
-from vision.evaluation.report import format_ap_table, plot_pr_curves, write_detection_files, write_summary
+from vision.evaluation.report import (
+    format_ap_table,
+    format_class_diagnosis,
+    plot_confusion_matrix,
+    plot_pr_curves,
+    write_confusion_csv,
+    write_detection_files,
+    write_summary,
+)
 from vision.evaluation.voc import VOCResult, score_voc
 
 METRICS = ("voc", "coco")
@@ -36,7 +46,8 @@ def _is_cuda(device) -> bool:
 
 @dataclass
 class Evaluation:
-    """What :func:`evaluate` found. voc is set for metric "voc", coco for metric "coco"."""
+    """What :func:`evaluate` found. voc is set for metric "voc", coco for metric "coco"; confusion when
+    evaluate was given a confusion_threshold."""
 
     class_names: list[str]
     metric: str
@@ -45,6 +56,7 @@ class Evaluation:
     scoring_seconds: float
     voc: VOCResult | None = None
     coco: COCOResult | None = None
+    confusion: ConfusionMatrix | None = None
 
     @property
     def per_class_ap(self) -> list[float]:
@@ -59,7 +71,8 @@ class Evaluation:
         return self.coco.map_50_95 if self.metric == "coco" else self.voc.mean_ap
 
     def table(self) -> str:
-        """The printout in the original eval's shape (plus COCO's three figures for metric "coco")."""
+        """The printout in the original eval's shape (plus COCO's three figures for metric "coco"), then
+        the per-class diagnosis when there is one."""
         text = format_ap_table(self.class_names[1:], self.per_class_ap, self.mean_ap)
         if self.metric == "coco":
             text += (
@@ -67,6 +80,8 @@ class Evaluation:
                 f"\nCOCO mAP@.5: {self.coco.map_50}"
                 f"\nCOCO mAP@.75: {self.coco.map_75}"
             )
+        if self.confusion is not None:
+            text += "\n" + format_class_diagnosis(self.confusion)
         return text
 
 
@@ -98,16 +113,23 @@ def evaluate(
     num_workers: int | None = None,
     prob_threshold: float = EVAL_PROB_THRESHOLD,
     progress: bool = True,
+    confusion_threshold: float | None = None,
 ) -> Evaluation:
     """Run the predictor over every image of the data set and score its detections.
 
     predictor: ``predict_batch`` as :class:`vision.ssd.predictor.Predictor`; dataset: ``get_image``,
     ``get_annotation``, ``ids`` as VOCDataset; class_names: BACKGROUND first, indexed by the labels.
     batch_size, num_workers: None for :func:`default_batch_size` / :func:`default_num_workers` of the
-    predictor's device.
+    predictor's device. confusion_threshold: the score threshold of the per-class diagnosis
+    (:mod:`vision.evaluation.confusion`, at iou_threshold), in [prob_threshold, 1); None: no diagnosis.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    # Checked before inference: detections at or below prob_threshold are never recorded, so a lower
+    # operating threshold would silently act as prob_threshold.
+    if confusion_threshold is not None and not prob_threshold <= confusion_threshold < 1.0:
+        raise ValueError(f"confusion_threshold {confusion_threshold}: must be at least the evaluation's "
+                         f"score threshold {prob_threshold} and below 1")
     device = getattr(predictor, "device", "cpu")
     batch_size = default_batch_size(device) if batch_size is None else batch_size
     num_workers = default_num_workers(device) if num_workers is None else num_workers
@@ -120,12 +142,16 @@ def evaluate(
     # A COCO data set is scored against its original JSON, so the figures equal the official tools'.
     coco_ground_truth = getattr(dataset, "coco_ground_truth", None) if metric == "coco" else None
     voc, coco = score(records, class_names, metric, iou_threshold, use_2007_metric, coco_ground_truth)
+    confusion = None
+    if confusion_threshold is not None:
+        confusion = confusion_matrix(records, class_names, confusion_threshold, iou_threshold)
     scoring_seconds = time.perf_counter() - start
-    return Evaluation(list(class_names), metric, records, timing, scoring_seconds, voc, coco)
+    return Evaluation(list(class_names), metric, records, timing, scoring_seconds, voc, coco, confusion)
 
 
 def write_outputs(eval_dir: str | Path, evaluation: Evaluation, settings: dict | None = None) -> dict:
-    """det_test_<class>.txt files, summary.json and pr_<class>.png plots in eval_dir.
+    """det_test_<class>.txt files, summary.json and pr_<class>.png plots in eval_dir; with a diagnosis,
+    also confusion_matrix.csv and .png, and ``confusion_threshold`` and ``per_class`` in the summary.
 
     settings: extra entries for the summary (the command's flags). Returns the summary written.
     """
@@ -158,6 +184,11 @@ def write_outputs(eval_dir: str | Path, evaluation: Evaluation, settings: dict |
             precision = coco.precision[iou_50, :, k]
             defined = precision > -1
             curves.append((name, precision[defined], coco.recall_thresholds[defined], ap, "AP@[.5:.95]"))
+    if evaluation.confusion is not None:
+        summary["confusion_threshold"] = evaluation.confusion.score_threshold
+        summary["per_class"] = evaluation.confusion.per_class()
+        write_confusion_csv(eval_dir, evaluation.confusion)
+        plot_confusion_matrix(eval_dir, evaluation.confusion)
     write_summary(eval_dir, summary)
     plot_pr_curves(eval_dir, curves)
     return summary

@@ -246,7 +246,7 @@ def check_postprocess(onnx_path: str, net: SSD, net_type: str, images: Optional[
                                                      max_per_class)
             labels, priors = labels.numpy(), priors.numpy()
             same = (run[LABELS_NAME].tolist() == labels.tolist()
-                    and np.array_equal(run[BOXES_NAME], graph_boxes[0, priors])
+                    and np.array_equal(run[BOXES_NAME], np.clip(graph_boxes[0, priors], 0.0, 1.0))
                     and np.array_equal(run[SCORES_NAME], graph_scores[0, priors, labels]))
             if not same:
                 return CheckResult(name, False, f"test image {index} (top_k {top_k}, prob_threshold {prob_threshold}): "

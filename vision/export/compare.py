@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
 
@@ -93,12 +93,25 @@ def forward_latency_ms(onnx_path: str, image: np.ndarray, repeats: int = 20, **o
     return statistics.median(times) * 1e3
 
 
+def mean_ap(path: str, dataset, class_names: Sequence[str], metric: str = "voc") -> float:
+    """Mean AP of the exported file ``path`` on ``dataset`` (``vision.evaluation.evaluate``, VOC07 by default)."""
+    from vision.evaluation import evaluate  # start-up time: scoring is needed by the INT8 reports only
+
+    return float(evaluate(OnnxPredictor(path), dataset, class_names, metric=metric, progress=False).mean_ap)
+
+
 def compare_map(float_path: str, int8_path: str, dataset, class_names: Sequence[str],
                 metric: str = "voc") -> Tuple[float, float]:
-    """Mean AP of the float32 and the INT8 file on ``dataset`` (``vision.evaluation.evaluate``, VOC07 by default)."""
-    from vision.evaluation import evaluate
+    """Mean AP of the float32 and the INT8 file on ``dataset`` (see :func:`mean_ap`)."""
+    return mean_ap(float_path, dataset, class_names, metric), mean_ap(int8_path, dataset, class_names, metric)
 
-    results: List[Optional[float]] = []
-    for path in (float_path, int8_path):
-        results.append(evaluate(OnnxPredictor(path), dataset, class_names, metric=metric, progress=False).mean_ap)
-    return results[0], results[1]
+
+def map_within(dataset, class_names: Sequence[str], reference_map: float,
+               tolerance: float) -> Callable[[str], Tuple[bool, float]]:
+    """The sensitivity pass's ``accept``: an INT8 file is good enough when its mAP on ``dataset`` is at least
+    ``reference_map - tolerance``; returns ``(good enough, its mAP)``."""
+    def accept(path: str) -> Tuple[bool, float]:
+        value = mean_ap(path, dataset, class_names)
+        return value >= reference_map - tolerance, value
+
+    return accept

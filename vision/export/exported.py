@@ -46,10 +46,13 @@ def open_exported_model(model_path: str | os.PathLike, class_names: Sequence[str
     (None: 200, or what a postprocess graph was exported with). Raises ValueError with one line naming the
     file when, in this order: ``resolution`` (``"N"`` or ``"WxH"``, None: any) is not the size it was
     exported at; it was exported from another net type than ``net_type`` (None: any); it has another class
-    count than ``class_names``. The last message names ``label_path`` when given (the file the names were
-    read from), else it asks for the model's label file. OSError/ValueError naming the file when it is
-    missing or cannot be loaded."""
+    count than ``class_names``, or other names (compared ignoring case) than it was exported with. Those
+    messages name ``label_path`` when given (the file the names were read from), else they ask for the
+    model's label file. OSError/ValueError naming the file when it is missing, is a PyTorch checkpoint, or
+    cannot be loaded."""
     providers, _ = onnx_providers(device)
+    if is_pytorch_checkpoint(model_path):
+        raise ValueError(f"{model_path}: this is a PyTorch checkpoint, not an ONNX model: drop --backend onnx")
     predictor = OnnxPredictor(model_path, providers=providers, candidate_size=candidate_size,
                               num_threads=num_threads, optimization=optimization)
     exported = predictor.metadata
@@ -64,7 +67,23 @@ def open_exported_model(model_path: str | os.PathLike, class_names: Sequence[str
                              "check the label file")
         raise ValueError(f"{model_path}: exported for {exported.num_classes} classes, but the labels give "
                          f"{len(class_names)}; pass the model's label file with --label_file")
+    recorded = list(exported.class_names or [])
+    if recorded and [name.lower() for name in recorded] != [name.lower() for name in class_names]:
+        given = f"{label_path} lists" if label_path is not None else "the class names given are"
+        raise ValueError(f"{given} {list(class_names)}, but {model_path} was exported with the classes {recorded}; "
+                         "pass the label file it was trained with")
     return predictor
+
+
+def is_pytorch_checkpoint(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a file that torch.save wrote (a zip archive, or the older pickle format),
+    told by its first bytes: ONNX Runtime would only say its protobuf does not parse."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def exported_label_file(model_path: str | os.PathLike) -> Optional[str]:

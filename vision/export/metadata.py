@@ -77,6 +77,9 @@ class ModelMetadata:
     postprocess: Optional[PostprocessInfo] = None
     # None for float32 files; for an INT8 file (vision.export.quantize) how it was quantized and calibrated.
     quantization: Optional[Dict[str, Any]] = None
+    # The prior table the model was trained with (a ``--priors`` table document); None: the net type's own.
+    # The graph holds the priors themselves (its boxes are decoded against them).
+    priors: Optional[Dict[str, Any]] = None
     input_name: str = INPUT_NAME
     output_names: List[str] = field(default_factory=lambda: [SCORES_NAME, BOXES_NAME])
     color_order: str = "RGB"

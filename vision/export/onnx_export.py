@@ -9,19 +9,16 @@ suppresses boxes (see ``vision.export.postprocess``).
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import warnings
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
-import torch
 
 from vision.export.files import save_model_files
 from vision.export.metadata import BOXES_NAME, INPUT_NAME, METADATA_KEY, SCORES_NAME, ModelMetadata, PostprocessInfo
 from vision.export.postprocess import append_postprocess
+from vision.ssd.onnx_graph import trace_to_onnx
 from vision.ssd.ssd import SSD
 
 DEFAULT_OPSET = 13
@@ -29,6 +26,12 @@ EXPORTERS = ("auto", "torchscript", "dynamo")
 TORCHSCRIPT_OPSETS = range(11, 18)
 DYNAMO_MIN_OPSET = 17
 DEFAULT_PROB_THRESHOLD = 0.01  # the PyTorch predictor's filter_threshold
+
+
+def prior_table_document(prior_rule, net_type: str) -> Optional[Dict[str, Any]]:
+    """The ``--priors`` table document of a net's prior rule, None for a net type's own rule."""
+    to_document = getattr(prior_rule, "to_document", None)
+    return to_document(net_type) if to_document is not None else None
 
 
 def resolve_exporter(exporter: str, opset: int) -> str:
@@ -98,6 +101,7 @@ def export_onnx(net: SSD, net_type: str, class_names: Sequence[str], output_path
         mb2_width_mult=float(mb2_width_mult),
         postprocess=postprocess,
         output_names=[output.name for output in model.graph.output],
+        priors=prior_table_document(config.prior_rule, net_type),
     )
     onnx.helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
     model.producer_name = "pytorch-ssd-toolkit"
@@ -108,30 +112,6 @@ def export_onnx(net: SSD, net_type: str, class_names: Sequence[str], output_path
 
 def _trace_to_onnx(net: SSD, image_size: Tuple[int, int], opset: int, dynamic_batch: bool, exporter: str,
                    output_names: Sequence[str]) -> onnx.ModelProto:
-    width, height = image_size  # the net's input size: net.config.image_size
-    # Batch 2 when the batch is free: the dynamo exporter would fix a size-1 axis to 1.
-    example = torch.randn(2 if dynamic_batch else 1, 3, height, width,
-                          generator=torch.Generator().manual_seed(0)).to(net.device)
-    was_test, was_training = net.is_test, net.training
-    net.is_test = True
-    net.eval()
-    try:
-        # Both exporters warn a lot (tracer notes, deprecation of the TorchScript one) and the dynamo one
-        # prints progress on stdout: the CLI reports the outcome itself.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            if exporter == "torchscript":
-                buffer = io.BytesIO()
-                dynamic_axes = ({INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
-                                if dynamic_batch else None)
-                torch.onnx.export(net, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                                  output_names=list(output_names), dynamic_axes=dynamic_axes, do_constant_folding=True)
-                return onnx.load_model_from_string(buffer.getvalue())
-            dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
-            program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                                        output_names=list(output_names), dynamic_shapes=dynamic_shapes,
-                                        external_data=False, verbose=False)
-            return program.model_proto
-    finally:
-        net.is_test = was_test
-        net.train(was_training)
+    """The is_test graph as an ONNX model: the predictor's engine export (``vision.ssd.onnx_graph``)."""
+    return onnx.load_model_from_string(trace_to_onnx(net, image_size, opset, dynamic_batch, exporter, output_names,
+                                                     INPUT_NAME))

@@ -46,7 +46,7 @@ class OnnxPredictor:
 
     The interface and the results are those of the PyTorch ``Predictor`` (hard NMS):
     ``predict(image)`` returns ``(boxes, labels, probs)`` as numpy arrays: float32 ``(K, 4)`` corner boxes
-    in the image's pixels, int64 ``(K,)`` class indexes (never 0, the background), float32 ``(K,)``
+    in the image's pixels (clipped to it), int64 ``(K,)`` class indexes (never 0, the background), float32 ``(K,)``
     scores; ordered by class, then score (best first). Per image and class: scores strictly above
     ``prob_threshold`` (``filter_threshold`` when None or 0), the ``candidate_size`` best, NMS at the
     net's IoU threshold (0.45), at most ``top_k`` kept (all when -1).
@@ -143,7 +143,8 @@ class OnnxPredictor:
     def postprocess(self, outputs: dict, sizes: Sequence[Tuple[int, int]], top_k: int = -1,
                     prob_threshold: Optional[float] = None) -> List[Detections]:
         """Detections per image from :meth:`forward`'s outputs; sizes: ``(height, width)`` of each original
-        image. Boxes are scaled from 0..1 to pixels."""
+        image. Boxes are clipped to 0..1 (the image) and scaled to pixels; :meth:`forward` of a plain export
+        gives them raw."""
         threshold = prob_threshold if prob_threshold else self.filter_threshold
         results = []
         if self.has_postprocess:
@@ -160,7 +161,9 @@ class OnnxPredictor:
         scaled = []
         for (boxes, labels, probs), (height, width) in zip(results, sizes):
             scale = np.array([width, height, width, height], dtype=np.float32)
-            scaled.append((boxes.astype(np.float32) * scale, labels.astype(np.int64), probs.astype(np.float32)))
+            # Clipped to the image, as the PyTorch predictor's (a postprocess graph has clipped them already).
+            clipped = np.clip(boxes.astype(np.float32), 0.0, 1.0)
+            scaled.append((clipped * scale, labels.astype(np.int64), probs.astype(np.float32)))
         return scaled
 
 

@@ -14,16 +14,35 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from vision.evaluation.data import open_dataset
 from vision.export import checks
 from vision.export.caffe2_export import caffe2_backend, export_caffe2
-from vision.export.compare import check_int8_detections, compare_map, forward_latency_ms
+from vision.export.compare import check_int8_detections, forward_latency_ms, map_within, mean_ap
 from vision.export.metadata import side_file_paths
 from vision.export.onnx_export import DEFAULT_OPSET, DEFAULT_PROB_THRESHOLD, export_onnx, resolve_exporter
-from vision.export.quantize import DEFAULT_CALIBRATION_METHOD, DEFAULT_HEADS, int8_output_path, quantize_onnx, read_rgb
+from vision.export.quantize import (
+    DEFAULT_CALIBRATION_METHOD,
+    DEFAULT_FLOAT_LAYERS,
+    DEFAULT_HEADS,
+    DEFAULT_MAP_TOLERANCE,
+    DEFAULT_REDUCE_RANGE,
+    Int8Settings,
+    PreparedModel,
+    int8_output_path,
+    quantize_onnx,
+    read_rgb,
+)
+from vision.export.sensitivity import (
+    DEFAULT_ERROR_GATE,
+    DEFAULT_MAX_FLOAT_LAYERS,
+    DEFAULT_SIGNIFICANCE,
+    SEARCH_IMAGES,
+    find_float_layers,
+)
 from vision.ssd.ssd import SSD
 from vision.ssd.weights import load_net
 from vision.utils.atomic import StagedFiles, remove_stale_temporaries
@@ -44,7 +63,12 @@ class Int8Options:
     calibration_images: the image files to calibrate on (``choose_calibration_images``); calibration_data:
     the folder they were chosen from (named in the report). method: minmax, entropy or percentile. heads:
     ``"float"`` or ``"int8"`` for the heads' last convolutions. validation_dataset: a data set root (its
-    test split, of ``validation_dataset_type``) on which float32 and INT8 mAP are reported; None: none."""
+    test split, of ``validation_dataset_type``) on which float32 and INT8 mAP are reported; None: none.
+    quant_format, weights, reduce_range, float_depthwise: as :class:`~vision.export.quantize.Int8Settings`.
+    float_layers: the sensitivity pass (``vision.export.sensitivity``): None runs it and keeps in float32 the
+    layers it finds (until the validation mAP is within ``map_tolerance`` of float32's, with a validation
+    set; else those whose INT8 alone costs much of the outputs' accuracy on the calibration images); 0
+    skips it; N keeps the N worst it ranks."""
 
     calibration_images: Tuple[str, ...]
     calibration_data: str
@@ -52,6 +76,18 @@ class Int8Options:
     heads: str = DEFAULT_HEADS
     validation_dataset: Optional[str] = None
     validation_dataset_type: str = "voc"
+    quant_format: str = "qdq"
+    weights: str = "int8"
+    reduce_range: bool = DEFAULT_REDUCE_RANGE
+    float_depthwise: bool = False
+    float_layers: Optional[int] = DEFAULT_FLOAT_LAYERS
+    map_tolerance: float = DEFAULT_MAP_TOLERANCE
+
+    def settings(self) -> Int8Settings:
+        """The quantization these options ask for (before the sensitivity pass adds its float32 layers)."""
+        return Int8Settings(method=self.method, weights=self.weights, reduce_range=self.reduce_range,
+                            quant_format=self.quant_format, heads=self.heads,
+                            float_depthwise=self.float_depthwise).check()
 
 
 @dataclass(frozen=True)
@@ -98,11 +134,12 @@ class ExportResult:
 def export_model(request: ExportRequest, report: Report = print, warn: Report = print_warning) -> ExportResult:
     """Carry out ``request`` (see the module docstring); ``report`` gets each line of what was done and
     checked, ``warn`` each warning that does not stop the export. Raises ValueError/OSError with one line:
-    a checkpoint that does not fit, an exporter that fails, a failed check (the file is then kept as
-    ``<name>.FAILED.onnx``), an INT8 file that cannot run."""
+    a checkpoint that does not fit (or whose sidecar records other class names), an exporter that fails, a
+    failed check (the file is then kept as ``<name>.FAILED.onnx``), an INT8 file that cannot run."""
     exporter = resolve_exporter(request.exporter, request.opset)
     net = load_net(request.net_type, request.model_path, len(request.class_names), image_size=request.image_size,
-                   is_test=True, mb2_width_mult=request.mb2_width_mult)
+                   is_test=True, mb2_width_mult=request.mb2_width_mult, class_names=request.class_names,
+                   label_file=request.label_path)
     net.eval()
     output = request.output
     _stage_and_check(request, net, exporter, report)
@@ -176,31 +213,64 @@ def _stage_and_check(request: ExportRequest, net: SSD, exporter: str, report: Re
 
 
 def _write_int8(request: ExportRequest, output: str, options: Int8Options, report: Report) -> str:
-    """Quantize the published float32 file ``output`` into ``<name>.int8.onnx``, check it, report latency
-    (and mAP); returns its path."""
+    """Quantize the published float32 file ``output`` into ``<name>.int8.onnx`` (after the sensitivity pass,
+    when asked), check it, report latency (and mAP); returns its path."""
     images: Sequence[str] = options.calibration_images
     final_path = int8_output_path(output)
-    with _staged_model_files(final_path) as staged:
+    dataset = (open_dataset(options.validation_dataset_type, options.validation_dataset, request.label_path)
+               if options.validation_dataset else None)
+    float_map = None
+    with tempfile.TemporaryDirectory(prefix="ssd-int8-") as work, _staged_model_files(final_path) as staged:
+        prepared = PreparedModel(output, images, work)
+        settings = options.settings()
+        all_int8_path = None
+        if options.float_layers != 0:
+            if request.with_postprocess:
+                report("Sensitivity pass skipped: it compares scores and boxes, which a --with_postprocess graph "
+                       "does not output")
+            else:
+                accept = None
+                if dataset is not None and options.float_layers is None:
+                    float_map = mean_ap(output, dataset, request.class_names)
+                    accept = map_within(dataset, list(request.class_names), float_map, options.map_tolerance)
+                search = [read_rgb(path) for path in images[:SEARCH_IMAGES]]
+                result = find_float_layers(prepared, settings, search, accept=accept,
+                                           max_float_layers=options.float_layers or DEFAULT_MAX_FLOAT_LAYERS,
+                                           significance=0.0 if options.float_layers else DEFAULT_SIGNIFICANCE,
+                                           error_gate=0.0 if options.float_layers else DEFAULT_ERROR_GATE,
+                                           report=report)
+                report(result.describe())
+                if result.keep_float:
+                    all_int8_path = os.path.join(work, "all-int8.onnx")
+                    quantize_onnx(output, all_int8_path, images, settings=settings, prepared=prepared)
+                    settings = replace(settings, keep_float=result.keep_float)
         staging = staged.path(final_path)
-        metadata = quantize_onnx(output, staging, images, method=options.method, heads=options.heads,
+        metadata = quantize_onnx(output, staging, images, settings=settings, prepared=prepared,
                                  side_paths=_staged_side_paths(staged, final_path))
-        report(f"Quantized to INT8 ({metadata.quantization['quantized_nodes']} nodes, heads in "
-               f"{metadata.quantization['heads']}, {options.method} calibration on {len(images)} "
-               f"images of {options.calibration_data})")
+        made = metadata.quantization
+        report(f"Quantized to INT8 ({made['quantized_nodes']} nodes, {made['format']}, {settings.activations} "
+               f"activations, {made['weights']} weights, heads in {made['heads']}, {options.method} calibration on "
+               f"{len(images)} images of {options.calibration_data})")
+        if settings.keep_float:
+            report(f"Kept in float32 by the sensitivity pass: {', '.join(settings.keep_float)}")
         check_images = [read_rgb(path) for path in images[:8]]
         result = check_int8_detections(staging, output, check_images)
         if result.message.startswith("cannot run"):
             raise ValueError(f"{final_path}: not written, {result}")
         # Quantization's cost is the user's call (the mAP below says what it is): a mismatch warns.
         report(str(result) if result.ok else f"warning: {result}")
+        float_ms, int8_ms = (forward_latency_ms(path, check_images[0]) for path in (output, staging))
+        report(f"Latency at batch 1 (ONNX Runtime, CPU, forward pass, median of 20): float32 {float_ms:.1f} ms, "
+               f"INT8 {int8_ms:.1f} ms ({float_ms / int8_ms:.2f}x)")
+        if all_int8_path is not None:
+            all_int8_ms = forward_latency_ms(all_int8_path, check_images[0])
+            report(f"The {len(settings.keep_float)} float32 layer(s) cost {int8_ms - all_int8_ms:+.1f} ms: every layer "
+                   f"in INT8 runs in {all_int8_ms:.1f} ms")
         staged.publish()
     report(f"Wrote {written_files_text(final_path)}")
-    float_ms, int8_ms = (forward_latency_ms(path, check_images[0]) for path in (output, final_path))
-    report(f"Latency at batch 1 (ONNX Runtime, CPU, forward pass, median of 20): float32 {float_ms:.1f} ms, "
-           f"INT8 {int8_ms:.1f} ms ({float_ms / int8_ms:.2f}x)")
-    if options.validation_dataset:
-        dataset = open_dataset(options.validation_dataset_type, options.validation_dataset, request.label_path)
-        float_map, int8_map = compare_map(output, final_path, dataset, list(request.class_names))
+    if dataset is not None:
+        float_map = float_map if float_map is not None else mean_ap(output, dataset, request.class_names)
+        int8_map = mean_ap(final_path, dataset, request.class_names)
         report(f"mAP (VOC07) on {len(dataset)} images of {options.validation_dataset}: float32 {float_map:.4f}, "
                f"INT8 {int8_map:.4f} ({int8_map - float_map:+.4f})")
     return final_path

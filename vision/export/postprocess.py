@@ -16,7 +16,7 @@ there. ``vision.export.checks.check_postprocess`` therefore checks the graph aga
 follows ONNX's rule (docs/deploy.md).
 
 Only opset-11 operators are used (Slice, Transpose, TopK, Greater, Where, Shape, ConstantOfShape,
-ScatterElements, NonMaxSuppression, Gather, GatherND, Add), so the graph runs in any ONNX Runtime from
+ScatterElements, NonMaxSuppression, Gather, GatherND, Add, Clip), so the graph runs in any ONNX Runtime from
 opset 11 on.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def append_postprocess(model: onnx.ModelProto, all_scores: str, all_boxes: str, 
     """Replace the outputs of ``model`` (named ``all_scores`` ``(N, P, C)`` softmaxed and ``all_boxes``
     ``(N, P, 4)`` corner form 0..1) by the detections:
 
-    - ``boxes`` float32 ``(M, 4)`` corner form 0..1, ``scores`` float32 ``(M,)``,
+    - ``boxes`` float32 ``(M, 4)`` corner form 0..1 (clipped to the image), ``scores`` float32 ``(M,)``,
       ``labels`` int64 ``(M,)`` (1..C-1), ``batch_index`` int64 ``(M,)`` (which input image);
       ordered by image, then class, then score (best first), as ONNX Runtime emits them.
 
@@ -117,7 +117,10 @@ def append_postprocess(model: onnx.ModelProto, all_scores: str, all_boxes: str, 
                                        name=f"postprocess/{LABELS_NAME}"))
     image_and_prior = node("Gather", [selected, const("columns_image_prior", [0, 2], np.int64)], "image_and_prior",
                            axis=1)
-    graph.node.append(helper.make_node("GatherND", [all_boxes, image_and_prior], [BOXES_NAME],
+    selected_boxes = node("GatherND", [all_boxes, image_and_prior], "selected_boxes")
+    # Clipped to the image after NMS, as the PyTorch predictor does, so the selection is unchanged.
+    graph.node.append(helper.make_node("Clip", [selected_boxes, const("box_min", 0.0, np.float32),
+                                                const("box_max", 1.0, np.float32)], [BOXES_NAME],
                                        name=f"postprocess/{BOXES_NAME}"))
     graph.node.append(helper.make_node("GatherND", [class_scores, selected], [SCORES_NAME],
                                        name=f"postprocess/{SCORES_NAME}"))

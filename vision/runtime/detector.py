@@ -9,7 +9,7 @@ With ``backend="onnx"`` torch is not imported.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -43,11 +43,19 @@ class Detector:
         return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64),
                 np.asarray(probs, dtype=np.float32))
 
+    def expect_images(self, count: Optional[int]) -> None:
+        """Say how many images are coming (None: an open-ended stream): a PyTorch predictor with
+        ``engine="auto"`` then builds its CPU engine when they pay for it (``vision.ssd.engines``)."""
+        expect = getattr(self.predictor, "expect_images", None)
+        if expect is not None:
+            expect(count)
+
 
 def load_detector(net_type: str, model_path: str, label_path: str, backend: str = "pytorch",
                   device: Optional[str] = None, candidate_size: Optional[int] = None,
                   mb2_width_mult: float = 1.0, resolution: Optional[str] = None, onnx_threads: int = 0,
-                  onnx_optimization: str = "all") -> Detector:
+                  onnx_optimization: str = "all", engine: str = "auto",
+                  engine_report: Optional[Callable[[str], None]] = None) -> Detector:
     """Read the label file and load the model for ``backend``.
 
     model_path: a ``.pth`` (a file, zoo name or URL: ``vision.ssd.weights.load_weights``) or, with
@@ -57,10 +65,13 @@ def load_detector(net_type: str, model_path: str, label_path: str, backend: str 
     resolution: the input size, ``"N"`` or ``"WxH"`` (PyTorch: default the size in the ``.pth.json``
     sidecar, else native; ONNX: the file's own size, and another one is an error). device: ``cpu``,
     ``cuda``, ``cuda:N`` (None: CUDA when available). onnx_threads, onnx_optimization: the ONNX Runtime
-    session's intra-op threads and graph optimisation level.
+    session's intra-op threads and graph optimisation level. engine: what runs a ``.pth`` net's forward pass
+    (``vision.ssd.engines``: ``auto``, ``eager``, ``onnxruntime``, ``torchscript``, ``compile``); engine_report
+    gets the one line a build prints (None: the predictor's logger).
     Raises ValueError/OSError with one-line messages naming the file: a missing or empty label file, a
+    label file whose classes differ from those the checkpoint's sidecar records (both lists shown), a
     checkpoint of another class count or net type, an ONNX file exported from another net type, for another
-    class count or at another size.
+    class count or at another size, a ``--device`` this machine does not have.
     """
     if label_path == "-":  # the zoo entry's labels; vision.zoo imports torch (start-up time of the ONNX path)
         from vision.zoo import resolve_labels
@@ -79,15 +90,16 @@ def load_detector(net_type: str, model_path: str, label_path: str, backend: str 
     if backend != "pytorch":
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     # torch is imported by this backend only (start-up time and installs of the ONNX path)
-    import torch
-
     from vision.ssd.registry import create_predictor
     from vision.ssd.weights import load_net
+    from vision.utils.device import torch_device as checked_device
 
-    torch_device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    torch_device = checked_device(device)
     image_size = parse_resolution(resolution) if resolution else None
     net = load_net(net_type, model_path, len(class_names), image_size=image_size, is_test=True,
-                   mb2_width_mult=mb2_width_mult)
+                   mb2_width_mult=mb2_width_mult, class_names=class_names, label_file=label_path)
     predictor = create_predictor(net_type, net.to(torch_device).eval(), candidate_size=candidate_size,
-                                 device=torch_device)
+                                 device=torch_device, engine=engine)
+    if engine_report is not None:
+        predictor.engine_report = engine_report
     return Detector(predictor, class_names, backend, str(torch_device))

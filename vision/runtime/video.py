@@ -147,7 +147,8 @@ class FrameReader:
                 return
             except queue.Full:
                 with contextlib.suppress(queue.Empty):
-                    if self.frames.get_nowait() is not self._END:
+                    # Frames discarded after close() (the consumer stopped) were not dropped to keep up.
+                    if self.frames.get_nowait() is not self._END and not self.stopped.is_set():
                         self.dropped += 1
 
 
@@ -214,7 +215,8 @@ class VideoFileSink:
             # by remove_stale_temporaries.
             self._video_path = self._staged.path(self.path) + extension
             fourcc = cv2.VideoWriter_fourcc(*FOURCCS.get(extension, "mp4v"))
-            writer = cv2.VideoWriter(self._video_path, fourcc, self.fps, (frame.shape[1], frame.shape[0]))
+            with quiet_opencv():  # its own WARN lines would repeat the one-line error below
+                writer = cv2.VideoWriter(self._video_path, fourcc, self.fps, (frame.shape[1], frame.shape[0]))
             if not writer.isOpened():
                 writer.release()
                 self.discard()

@@ -1,7 +1,7 @@
 """Batched SSD inference: preprocess, forward, and vectorised per-class NMS on the model's device."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from vision.ssd import engines
 from vision.ssd.fusion import FusedNetCache
 from vision.utils import box_utils
 from vision.utils.image_size import as_width_height
@@ -36,17 +37,26 @@ class Predictor:
     (epsilon-free IoU), for net types whose reference is torchvision. Those also set ``clip_boxes`` (boxes
     clipped to the image before NMS) and ``max_detections`` (the best ``max_detections`` of an image kept
     after NMS and ``top_k``, torchvision's ``detections_per_img``; None or 0, the original's rule: no cap).
+
+    The forward pass runs on ``engine`` (:mod:`vision.ssd.engines`): ``"auto"`` (the default) runs the fastest
+    engine measured for ``net_type`` on a CPU once enough images are expected (:meth:`expect_images`) or
+    seen to pay for building it, eager PyTorch before that and on other devices; ``"eager"`` always runs the
+    net itself; ``"onnxruntime"``, ``"torchscript"`` or ``"compile"`` that engine from the first call (CPU
+    only). Detections are eager's (scores within 1e-5).
     """
 
     def __init__(self, net: torch.nn.Module, size: Union[int, Tuple[int, int]],
                  mean: Union[float, Sequence[float]] = 0.0, std: float = 1.0,
                  nms_method: Optional[str] = None, iou_threshold: float = 0.45, filter_threshold: float = 0.01,
                  candidate_size: int = 200, sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None,
-                 exact_original_nms: bool = True, clip_boxes: bool = False, max_detections: Optional[int] = None):
+                 exact_original_nms: bool = True, clip_boxes: bool = False, max_detections: Optional[int] = None,
+                 engine: str = "auto"):
         if nms_method not in (None, "hard", "soft"):
             raise ValueError(f"nms_method must be 'hard' or 'soft', got {nms_method!r}")
         self.net = net
         self.device = torch.device(device) if device is not None else next(net.parameters()).device
+        if engines.check_engine(engine) not in ("auto", "eager") and self.device.type != "cpu":
+            raise ValueError(f"engine {engine}: runs on the CPU only (the net is on {self.device}); use auto or eager")
         self.net.to(self.device)
         self.net.eval()
         # (width, height) of the net's input; an int is a square, as the original's ``size``.
@@ -66,6 +76,13 @@ class Predictor:
         # (vision.ssd.fusion; the net itself is untouched, detections within 1e-5). True/False force it.
         self.fuse_batchnorm: Optional[bool] = None
         self._fused = FusedNetCache()
+        self.engine = engine
+        self.net_type: Optional[str] = None  # the registry's name (create_predictor sets it): picks "auto"'s engine
+        self.engine_cache_folder: Optional[str] = None  # None: engines.default_cache_folder()
+        self.engine_report: Callable[[str], None] = engines.log.info  # told once per build what it cost
+        self._engine = engines.EngineSlot()
+        self._images_seen = 0
+        self._images_expected = 0.0
 
     @classmethod
     def from_config(cls, net: torch.nn.Module, config, candidate_size: int = 200, nms_method: Optional[str] = None,
@@ -106,8 +123,30 @@ class Predictor:
         batch = batch.permute(0, 3, 1, 2).float()
         return (batch - self.mean) / self.std
 
+    def expect_images(self, count: Optional[int]) -> None:
+        """Say how many images are coming (None: an open-ended stream), so that ``engine="auto"`` builds
+        its engine at the next forward pass when they pay for it (``vision.ssd.engines.MIN_IMAGES``)."""
+        self._images_expected = engines.expected_count(count)
+
+    def selected_engine(self, batch_size: int = 1) -> str:
+        """The engine the next forward pass of ``batch_size`` images runs on: ``"eager"`` or an engine name."""
+        applies = (self.device.type == "cpu" and not self.net.training and bool(getattr(self.net, "is_test", False))
+                   and not self._engine.failed)
+        if self.engine == "eager" or not applies:
+            return "eager"
+        if self.engine != "auto":
+            return self.engine
+        if self._engine.built or engines.pays_off(self._images_expected, self._images_seen, batch_size):
+            return engines.auto_engine(self.net_type)
+        return "eager"
+
+    @property
+    def last_engine_build(self) -> Optional[engines.EngineBuild]:
+        """What the last engine build did and cost (None before one)."""
+        return self._engine.last_build
+
     def inference_net(self) -> torch.nn.Module:
-        """The module ``forward`` runs: the net, or its BatchNorm-folded copy (see ``fuse_batchnorm``)."""
+        """The module the eager forward pass runs: the net, or its BatchNorm-folded copy (see ``fuse_batchnorm``)."""
         fuse = self.fuse_batchnorm
         if fuse is None:
             fuse = self.device.type == "cpu" and bool(getattr(self.net, "is_test", False))
@@ -116,7 +155,15 @@ class Predictor:
     @torch.no_grad()
     def forward(self, batch: Tensor) -> Tuple[Tensor, Tensor]:
         """Net forward: ``(scores (N, P, C) softmaxed, boxes (N, P, 4) corner form 0..1)``; decodes
-        here when the net was built with ``is_test=False``."""
+        here when the net was built with ``is_test=False``. Runs on :meth:`selected_engine`."""
+        batch_size = batch.shape[0]
+        engine = self.selected_engine(batch_size)
+        self._images_seen += batch_size
+        if engine != "eager":
+            runner = self._engine.runner_for(engine, self.net, self.net_type, self.engine_cache_folder,
+                                             self.engine_report)
+            if runner is not None:
+                return runner(batch)
         first, second = self.inference_net()(batch)
         if getattr(self.net, "is_test", True):
             return first, second
@@ -132,7 +179,8 @@ class Predictor:
     def postprocess(self, scores: Tensor, boxes: Tensor, sizes: Sequence[Tuple[int, int]], top_k: int = -1,
                     prob_threshold: Optional[float] = None) -> List[Detections]:
         """Per-class filtering and NMS of a batch. scores ``(N, P, C)``, boxes ``(N, P, 4)`` corner 0..1,
-        sizes: ``(height, width)`` of each original image. Returns one ``(boxes, labels, probs)`` per image."""
+        sizes: ``(height, width)`` of each original image. Returns one ``(boxes, labels, probs)`` per image,
+        the boxes clipped to the image (``0 <= x <= width``, ``0 <= y <= height``)."""
         threshold = prob_threshold if prob_threshold else self.filter_threshold
         num_images, num_priors, num_classes = scores.shape
         class_scores = scores[:, :, 1:]  # background is never detected
@@ -171,7 +219,8 @@ class Predictor:
         kept_labels = kept_groups - kept_images * num_classes
         heights_widths = torch.tensor(sizes, dtype=torch.float32, device=kept_boxes.device)  # (N, 2)
         scale = heights_widths[kept_images][:, [1, 0, 1, 0]]
-        kept_boxes = kept_boxes * scale
+        # Clipped to the image after NMS, so the selection stays the original's; forward() keeps raw boxes.
+        kept_boxes = kept_boxes.clamp(0.0, 1.0) * scale
         counts = torch.bincount(kept_images, minlength=num_images).tolist()
         per_image = zip(kept_boxes.float().cpu().split(counts), kept_labels.cpu().split(counts),
                         kept_scores.float().cpu().split(counts))

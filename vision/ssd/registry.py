@@ -22,6 +22,7 @@ from vision.ssd import (
 )
 from vision.ssd.config import torchvision_ssd_config
 from vision.ssd.config.base import SSDConfig
+from vision.ssd.engines import check_engine
 from vision.ssd.input_size import check_input_size
 from vision.ssd.predictor import Predictor
 from vision.ssd.priors import PriorRule
@@ -134,13 +135,18 @@ def with_priors(config: SSDConfig, priors: PriorRule, net_type: str, source: str
 
 def create_predictor(net_type: str, net: SSD, candidate_size: Optional[int] = None, nms_method: Optional[str] = None,
                      sigma: float = 0.5, device: Optional[Union[str, torch.device]] = None,
-                     max_detections: Optional[int] = None) -> Predictor:
+                     max_detections: Optional[int] = None, engine: str = "auto") -> Predictor:
     """Wrap ``net`` in the predictor of its net type (``device=None``: the net's device). ``candidate_size``
     (boxes per class before NMS) and ``max_detections`` (per image after NMS; 0: no cap): None means the
-    type's default (the original's types: 200 and no cap; the torchvision-based types: torchvision's)."""
+    type's default (the original's types: 200 and no cap; the torchvision-based types: torchvision's).
+    engine: what runs the forward pass (``vision.ssd.engines``): ``"auto"`` the fastest measured for
+    ``net_type`` on a CPU once it pays, ``"eager"`` the net itself, or an engine by name (CPU only)."""
     options = {} if candidate_size is None else {"candidate_size": candidate_size}
     predictor = get_net_type(net_type).create_predictor(net, nms_method=nms_method, sigma=sigma, device=device,
                                                         **options)
     if max_detections is not None:
         predictor.max_detections = max_detections
+    if check_engine(engine) not in ("auto", "eager") and predictor.device.type != "cpu":
+        raise ValueError(f"engine {engine}: runs on the CPU only (the net is on {predictor.device}); use auto or eager")
+    predictor.engine, predictor.net_type = engine, net_type
     return predictor

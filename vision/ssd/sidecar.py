@@ -83,6 +83,23 @@ def read_sidecar(checkpoint_path: str | os.PathLike) -> Optional[CheckpointInfo]
         raise SidecarError(f"{path}: incomplete checkpoint sidecar ({error!r})") from None
 
 
+def check_class_names(checkpoint_path: str | os.PathLike, class_names: Sequence[str],
+                      label_file: Optional[str] = None) -> None:
+    """SidecarError, showing both lists, when the sidecar of ``checkpoint_path`` records class names that
+    differ (compared ignoring case, as everywhere) from ``class_names``, read from ``label_file``: a label
+    file in another order would otherwise give every detection the wrong name, and evaluation the wrong
+    mAP. Nothing to check without a sidecar, or one that records no names."""
+    info = read_sidecar(checkpoint_path)
+    if info is None or not info.class_names:
+        return
+    if [name.lower() for name in info.class_names] == [name.lower() for name in class_names]:
+        return
+    given = f"{label_file} lists" if label_file else "the class names given are"
+    raise SidecarError(f"{given} {list(class_names)}, but {sidecar_path(checkpoint_path)} records that the model was "
+                       f"trained on {list(info.class_names)}; pass the label file it was trained with (its run's "
+                       "labels.txt)")
+
+
 def resolve_image_size(resolution: Optional[str], checkpoint_path: Optional[str], net_type: str) -> Optional[ImageSize]:
     """The input size to run ``checkpoint_path`` at: ``--resolution`` when given, else its sidecar's, else
     None (the net type's native size). SidecarError when the sidecar names another net type."""

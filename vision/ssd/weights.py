@@ -11,7 +11,7 @@ loads local files strictly.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from torch import Tensor
 
@@ -20,7 +20,7 @@ from vision.ssd import net_recognition
 from vision.ssd.heads import class_count
 from vision.ssd.priors import TablePriors
 from vision.ssd.registry import create_net, get_net_type
-from vision.ssd.sidecar import SidecarError, read_sidecar, resolve_image_size, sidecar_path
+from vision.ssd.sidecar import SidecarError, check_class_names, read_sidecar, resolve_image_size, sidecar_path
 from vision.ssd.ssd import SSD, WeightsMismatchError
 from vision.ssd.torchvision_ssd import convert_torchvision_keys
 from vision.utils.checkpoint import load_state_dict_file
@@ -99,12 +99,16 @@ def init_from_pretrained_ssd(net: SSD, source: str, net_type: Optional[str] = No
 
 
 def load_net(net_type: str, source: str, num_classes: int, image_size: Optional[SizeLike] = None,
-             is_test: bool = True, mb2_width_mult: float = 1.0, progress: bool = True) -> SSD:
+             is_test: bool = True, mb2_width_mult: float = 1.0, progress: bool = True,
+             class_names: Optional[Sequence[str]] = None, label_file: Optional[str] = None) -> SSD:
     """A ``net_type`` net for ``num_classes`` with the weights of ``source`` (a file, a zoo name or a URL),
     built as the checkpoint was trained: at ``image_size`` when given, else the size its ``.pth.json``
     sidecar records (else the net type's native size), and with the prior table the sidecar records (else
-    the net type's own priors). SidecarError when the sidecar names another net type."""
+    the net type's own priors). SidecarError when the sidecar names another net type, or when
+    ``class_names`` (read from ``label_file``) are given and differ from the names the sidecar records."""
     path = resolve(source, progress)
+    if class_names is not None:
+        check_class_names(path, class_names, label_file)
     size = image_size if image_size is not None else resolve_image_size(None, path, net_type)
     net = create_net(net_type, num_classes, is_test=is_test, mb2_width_mult=mb2_width_mult, image_size=size,
                      priors=checkpoint_priors(path, net_type))

@@ -39,10 +39,16 @@ def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: tor
                     channels_last: bool = False, freeze_bn: bool = False, debug_steps: int = 100,
                     show_progress: bool = True,
                     log: Callable[[str], None] = print, on_step: Optional[Callable[[int, dict], None]] = None,
-                    global_step: int = 0) -> EpochResult:
+                    global_step: int = 0, lr_factor: Optional[Callable[[int], float]] = None,
+                    after_step: Optional[Callable[[], None]] = None) -> EpochResult:
     """Train over ``loader`` (batches of ``collate_training_batch``: images, gt_locations, labels,
-    num_skipped). Raises NonFiniteLossError on a NaN/inf loss, before the optimiser step."""
+    num_skipped). Raises NonFiniteLossError on a NaN/inf loss, before the optimiser step.
+
+    lr_factor: ``factor(step)`` scales every group's learning rate at that global step (the warmup), the
+    scheduler's rates restored at the end of the epoch; after_step: called after each optimiser step (the
+    weight average)."""
     net.train(True)
+    scheduled = [group["lr"] for group in optimizer.param_groups]
     if freeze_bn:
         set_batch_norm_eval(net)
     totals = {"loss": 0.0, "regression": 0.0, "classification": 0.0}
@@ -60,6 +66,10 @@ def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: tor
         gt_locations = gt_locations.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
+        if lr_factor is not None:
+            factor = lr_factor(global_step + steps)
+            for group, rate in zip(optimizer.param_groups, scheduled):
+                group["lr"] = rate * factor
         context = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
         with context:
             confidence, locations = net(images)
@@ -76,6 +86,8 @@ def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: tor
         else:
             loss.backward()
             optimizer.step()
+        if after_step is not None:
+            after_step()
         steps += 1
         images_seen += images.shape[0]
         values = {"loss": loss.item(), "regression": regression_loss.item(),
@@ -95,6 +107,8 @@ def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: tor
                 f"Average Classification Loss: {window['classification'] / n:.4f}")
             window = {"loss": 0.0, "regression": 0.0, "classification": 0.0, "steps": 0}
     progress.close()
+    for group, rate in zip(optimizer.param_groups, scheduled):
+        group["lr"] = rate
     n = max(steps, 1)
     return EpochResult(totals["loss"] / n, totals["regression"] / n, totals["classification"] / n, images_seen, skipped,
                        time.perf_counter() - start, steps)

@@ -13,41 +13,34 @@ import numpy as np
 import torch
 
 from vision.datasets import DatasetError, build_dataset, collate_training_batch, store_labels, worker_init_fn
+from vision.datasets.boxes import relative_boxes
 from vision.datasets.encoded import EncodedTrainingSamples
 from vision.evaluation.runner import evaluate
 from vision.nn.multibox_loss import MultiboxLoss
 from vision.ssd import weights
+from vision.ssd.prior_choice import AUTO, PRIORS_FILE, PriorChoice, choose_priors, write_prior_table
+from vision.ssd.priors import TablePriors
 from vision.ssd.registry import create_net, create_predictor, net_config
 from vision.ssd.sidecar import read_sidecar, write_sidecar
 from vision.ssd.ssd import MatchPrior
+from vision.ssd.weights import checkpoint_priors
 from vision.training import checkpoints, skipped
 from vision.training.distributed import DistributedContext, barrier
 from vision.training.gpu_augmentation import BatchedTrainAugmentation
 from vision.training.gpu_data import DeviceAugmentedBatches, collate_encoded_batch
 from vision.training.loops import NonFiniteLossError, train_one_epoch, validate
 from vision.training.optimizer import create_optimizer, create_scheduler, parameter_groups
+from vision.training.recipe import WeightAverage, ema_decay_description, epochs_to_steps, warmup_factor
 from vision.training.resume import restore_optimizer_and_scheduler
 from vision.training.settings import TrainingSettings
 from vision.transforms import TestTransform, TrainAugmentation
 from vision.transforms.one_pass import OnePassTrainAugmentation
-from vision.utils.atomic import save_torch
+from vision.utils.atomic import append_text, save_torch
 from vision.utils.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
 from vision.utils.image_size import ImageSize
 
 log = logging.getLogger("train_ssd")
-
-
-def choose_device(device: Optional[str], use_cuda: bool, local_rank: int = 0) -> torch.device:
-    """``--device`` when given (a ValueError when it names CUDA and there is none), else CUDA (this
-    process's local rank) when available and ``use_cuda``, else the CPU."""
-    if device:
-        chosen = torch.device(device)
-        if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available on this machine")
-        return chosen
-    if use_cuda and torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+BEST_CHECKPOINT = "best.pth"  # the weights of the best validation mAP, a bare state_dict
 
 
 def seed_everything(seed: int, rank: int) -> None:
@@ -66,6 +59,36 @@ def autocast_settings(amp: bool, device: torch.device):
     if torch.cuda.is_bf16_supported():
         return torch.bfloat16, None
     return torch.float16, torch.amp.GradScaler("cuda")
+
+
+def resumed_prior_table(resume: str, net_type: str) -> Optional[TablePriors]:
+    """The prior table the checkpoint ``resume`` was trained with: its sidecar's, else ``priors`` in a
+    ``last.pth``; None for the net type's own priors."""
+    table = checkpoint_priors(resume, net_type)
+    if table is not None or read_sidecar(resume) is not None:
+        return table
+    checkpoint = load_checkpoint_file(resume)
+    document = checkpoint.get("priors") if isinstance(checkpoint, dict) else None
+    return TablePriors.from_document(document, source=resume) if document else None
+
+
+class _Matched(torch.utils.data.Dataset):
+    """The training samples with their boxes matched to the priors: ``(image, locations, labels)``; None
+    (a skipped sample) stays None."""
+
+    def __init__(self, dataset, match_prior: MatchPrior):
+        self.dataset = dataset
+        self.match_prior = match_prior
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        sample = self.dataset[index]
+        if sample is None:
+            return None
+        image, boxes, labels = sample
+        return (image, *self.match_prior(boxes, labels))
 
 
 def resumed_input_size(resume: Optional[str]) -> Optional[ImageSize]:
@@ -89,9 +112,8 @@ class TrainingRun:
         self.settings = settings
         self.context = context
         self.device = settings.torch_device
-        # The configuration at the run's input size (the net built later carries the same value).
+        # The configuration at the run's input size; the priors are chosen once the training boxes are read.
         self.config = net_config(settings.net, settings.image_size, settings.mb2_width_mult)
-        log.info("Input size %s, %d priors", self.config.size_text, self.config.num_priors)
         if context.is_main:
             for path in checkpoints.prepare_checkpoint_folder(settings.checkpoint_folder):
                 log.info("Removed %s, a partial save left by a killed run", path)
@@ -103,10 +125,9 @@ class TrainingRun:
 
     # -- set-up ---------------------------------------------------------------------------------
     def _setup_data(self) -> None:
-        """Training and validation data sets with their transforms; writes ``labels.txt``."""
+        """Training and validation data sets with their transforms, the priors (their coverage printed, a
+        fitted table written beside the checkpoints) and prior matching; writes ``labels.txt``."""
         args, config = self.settings, self.config
-        self.match_prior = MatchPrior(config.priors, config.center_variance, config.size_variance,
-                                      config.match_iou_threshold)
         self.gpu_data = args.gpu_data
         if self.gpu_data:
             # Workers read files and draw parameters; decoding, augmentation and matching run batched on the
@@ -124,11 +145,15 @@ class TrainingRun:
             train_transform = transform_type(config.image_size, config.image_mean, config.image_std)
             self.train_dataset, self.class_names = build_dataset(args.dataset_type, args.datasets,
                                                                  transform=train_transform,
-                                                                 target_transform=self.match_prior,
                                                                  balance_data=args.balance_data)
-            self.train_samples = self.train_dataset
         log.info("Training set: %d images, %d classes (%s)", len(self.train_dataset), len(self.class_names) - 1,
                  ", ".join(self.class_names[1:]))
+        self.prior_choice = self._choose_priors()
+        self.config = config = self.prior_choice.config
+        self.match_prior = MatchPrior(config.priors, config.center_variance, config.size_variance,
+                                      config.match_iou_threshold)
+        if not self.gpu_data:
+            self.train_samples = _Matched(self.train_dataset, self.match_prior)
         self.validation_dataset = None
         if args.validation_dataset:
             test_transform = TestTransform(config.image_size, config.image_mean, config.image_std)
@@ -144,11 +169,50 @@ class TrainingRun:
         if self.context.is_main:
             store_labels(os.path.join(args.checkpoint_folder, "labels.txt"), self.class_names)
 
+    def _choose_priors(self) -> PriorChoice:
+        """The run's priors (``--priors``; on a resume the checkpoint's table), with their coverage of the
+        training boxes logged and a warning naming the flag that fixes a poorly covered class."""
+        args = self.settings
+        requested = args.priors
+        if args.resume:
+            resumed = resumed_prior_table(args.resume, args.net)
+            if resumed is not None and requested not in (None, AUTO):
+                raise ValueError(f"--priors {requested}: {args.resume} was trained with its own prior table, which "
+                                 "a resumed run keeps; drop --priors")
+            requested = resumed if resumed is not None else requested
+            if requested == AUTO:
+                raise ValueError(f"--priors auto with --resume: {args.resume} holds no fitted table; resume without "
+                                 "--priors, or start a new run with --priors auto")
+        boxes, labels = relative_boxes(self.train_dataset)
+        choice = choose_priors(requested, args.net, self.config.image_size, boxes, labels, self.class_names,
+                               seed=args.seed or 0, mb2_width_mult=args.mb2_width_mult,
+                               advise=self.context.is_main)
+        if not self.context.is_main:
+            return choice
+        log.info("Input size %s, %d priors (%s)", choice.config.size_text, choice.config.num_priors,
+                 choice.description)
+        for warning in choice.warnings:
+            log.warning("%s", warning)
+        if choice.before is not None:
+            for line in choice.before.lines():
+                log.info("%s", line)
+        for line in choice.coverage.lines():
+            log.info("%s", line)
+        for line in choice.advice:
+            log.warning("%s", line)
+        if choice.fit is not None:
+            path = write_prior_table(os.path.join(args.checkpoint_folder, PRIORS_FILE), choice.table, args.net)
+            log.info("Wrote the fitted prior table to %s (train another run with --priors %s)", path, path)
+        if choice.table is not None and args.pretrained_ssd:
+            log.warning("--pretrained_ssd: its regression head learnt %s's own priors, not this table; fine-tuning "
+                        "adapts it (docs/own_data.md)", args.net)
+        return choice
+
     def _setup_model(self) -> Optional[dict]:
         """The net, its initial weights, device and memory format; returns a training checkpoint to restore."""
         args = self.settings
         self.net = create_net(args.net, len(self.class_names), mb2_width_mult=args.mb2_width_mult,
-                              image_size=self.config.image_size)
+                              image_size=self.config.image_size, priors=self.prior_choice.table)
         self.start_epoch = 0
         self.global_step = 0
         resume_checkpoint = self._initial_weights()
@@ -169,6 +233,8 @@ class TrainingRun:
         self.optimizer = create_optimizer(groups, args.lr, args.momentum, args.weight_decay)
         self.scheduler = create_scheduler(self.optimizer, args.scheduler, args.milestones, args.gamma, args.t_max)
         self.autocast_dtype, self.scaler = autocast_settings(args.amp, self.device)
+        self.average = WeightAverage(self.net, args.ema_decay) if args.ema_decay else None
+        self.best_map = -1.0
         if resume_checkpoint is not None:
             self._restore(resume_checkpoint)
 
@@ -226,6 +292,9 @@ class TrainingRun:
         self.global_step = int(checkpoint.get("step", 0))
         if "rng" in checkpoint and not self.context.enabled:
             checkpoints.restore_rng_state(checkpoint["rng"])
+        if self.average is not None and isinstance(checkpoint.get("ema"), dict):
+            self.average.load_state_dict(checkpoint["ema"])
+        self.best_map = float(checkpoint.get("best_map", -1.0))
 
     def _train_loader(self):
         """The training batches: the DataLoader of transformed samples, or with ``--gpu_data`` the encoded
@@ -260,6 +329,10 @@ class TrainingRun:
         last_model_path = None
         last_path = os.path.join(args.checkpoint_folder, checkpoints.LAST_CHECKPOINT)
         show_progress = self.context.is_main and not args.no_progress
+        warmup_steps = epochs_to_steps(args.warmup_epochs, len(train_loader))
+        if self.context.is_main and (warmup_steps or self.average is not None):
+            log.info("Warmup: %d steps; weight average (EMA): %s", warmup_steps,
+                     ema_decay_description(args.ema_decay))
         for epoch in range(self.start_epoch, args.num_epochs):
             if isinstance(train_loader.sampler, torch.utils.data.distributed.DistributedSampler):
                 train_loader.sampler.set_epoch(epoch)
@@ -270,7 +343,10 @@ class TrainingRun:
                                          channels_last=args.channels_last, freeze_bn=args.freeze_bn,
                                          debug_steps=args.debug_steps, show_progress=show_progress,
                                          log=log.info if self.context.is_main else (lambda message: None),
-                                         on_step=self._log_step, global_step=self.global_step)
+                                         on_step=self._log_step, global_step=self.global_step,
+                                         lr_factor=(lambda step: warmup_factor(step, warmup_steps))
+                                         if warmup_steps else None,
+                                         after_step=self._update_average if self.average is not None else None)
             except NonFiniteLossError as error:
                 kept = last_path if os.path.exists(last_path) else "none yet"
                 raise NonFiniteLossError(f"{error}; stopping. Last good checkpoint: {kept}. "
@@ -295,8 +371,8 @@ class TrainingRun:
             if is_validation_epoch and self.context.is_main:
                 loss_for_name = result.loss
                 if validation_loader is not None:
-                    validation = validate(self.net, validation_loader, self.validation_criterion, self.device,
-                                          args.channels_last)
+                    validation = validate(self.evaluated_net, validation_loader, self.validation_criterion,
+                                          self.device, args.channels_last)
                     loss_for_name = validation.loss
                     record.update(validation_loss=validation.loss,
                                   validation_regression_loss=validation.regression_loss,
@@ -306,15 +382,20 @@ class TrainingRun:
                              validation.regression_loss, validation.classification_loss)
                     record["validation_map"] = self._validation_map()
                     log.info("Epoch: %d, Validation VOC07 mAP: %.4f", epoch, record["validation_map"])
+                    if record["validation_map"] > self.best_map:
+                        self.best_map = record["validation_map"]
+                        self._save_weights(os.path.join(args.checkpoint_folder, BEST_CHECKPOINT))
+                        record["best"] = True
+                        log.info("Epoch: %d, best validation mAP so far: saved %s", epoch,
+                                 os.path.join(args.checkpoint_folder, BEST_CHECKPOINT))
                 last_model_path = os.path.join(args.checkpoint_folder,
                                                f"{args.net}-Epoch-{epoch}-Loss-{loss_for_name}.pth")
-                save_torch(self.net.state_dict(), last_model_path)
-                self._write_sidecar(last_model_path)
+                self._save_weights(last_model_path)
                 log.info("Saved model %s", last_model_path)
             if self.context.is_main:
                 checkpoints.save_training_checkpoint(last_path, self.net, self.optimizer, self.scheduler, epoch,
                                                      self.global_step, args.record(), self.scaler,
-                                                     info=self._model_info())
+                                                     info=self._training_state())
                 self._write_sidecar(last_path)
                 self._append_history(record)
             barrier(self.context)
@@ -322,21 +403,48 @@ class TrainingRun:
             self.writer.close()
         return last_model_path
 
+    @property
+    def evaluated_net(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the average when there is one, else the net's."""
+        return self.average.net if self.average is not None else self.net
+
+    def _update_average(self) -> None:
+        self.average.update(self.net)
+
+    def _save_weights(self, path: str) -> None:
+        """The weights to use (``evaluated_net``) as a bare state_dict, the original's format, and its sidecar."""
+        save_torch(self.evaluated_net.state_dict(), path)
+        self._write_sidecar(path)
+
+    def _training_state(self) -> dict:
+        """What last.pth holds beside the optimiser's state: the model info, the average and the best mAP."""
+        state = self._model_info()
+        state["best_map"] = self.best_map
+        if self.average is not None:
+            state["ema"] = self.average.state_dict()
+        return state
+
     def _validation_map(self) -> float:
-        """VOC07 11-point mAP of the current weights on the validation set (prob_threshold 0.01)."""
-        predictor = create_predictor(self.settings.net, self.net, device=self.device)
+        """VOC07 11-point mAP of the weights validated (``evaluated_net``) on the validation set
+        (prob_threshold 0.01)."""
+        predictor = create_predictor(self.settings.net, self.evaluated_net, device=self.device)
         result = evaluate(predictor, self.validation_raw, self.class_names, batch_size=self.settings.batch_size,
                           num_workers=min(self.settings.num_workers, 2), progress=False)
         return float(result.mean_ap)
 
     def _model_info(self) -> dict:
-        """What last.pth records beside the training state: net type, input size ``[width, height]``, classes."""
+        """What last.pth records beside the training state: net type, input size ``[width, height]``, classes,
+        the prior table (None: the net type's own)."""
         return {"net_type": self.settings.net, "image_size": list(self.net.config.image_size),
-                "class_names": list(self.class_names)}
+                "class_names": list(self.class_names), "priors": self._prior_document()}
+
+    def _prior_document(self) -> Optional[dict]:
+        table = self.prior_choice.table
+        return table.to_document(self.settings.net) if table is not None else None
 
     def _write_sidecar(self, checkpoint_path: str) -> None:
         write_sidecar(checkpoint_path, self.settings.net, self.net.config.image_size, self.class_names,
-                      self.settings.mb2_width_mult)
+                      self.settings.mb2_width_mult, priors=self._prior_document())
 
     def _log_step(self, step: int, values: dict) -> None:
         if self.writer is not None:
@@ -344,8 +452,7 @@ class TrainingRun:
                 self.writer.add_scalar(f"train/{key}", value, step)
 
     def _append_history(self, record: dict) -> None:
-        with open(os.path.join(self.settings.checkpoint_folder, "history.jsonl"), "a") as stream:
-            stream.write(json.dumps(record) + "\n")
+        append_text(os.path.join(self.settings.checkpoint_folder, "history.jsonl"), json.dumps(record) + "\n")
         if self.writer is not None:
             for key, value in record.items():
                 if key != "epoch":

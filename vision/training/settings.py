@@ -20,7 +20,8 @@ from vision.utils.image_size import ImageSize
 class TrainingSettings:
     """A training run's settings. Paths are local files (zoo names and URLs already downloaded);
     ``device`` is a torch device string (``"cpu"``, ``"cuda:0"``); ``image_size`` is the input ``(width,
-    height)``, None for the net type's native size; ``channels_last`` is decided (not None).
+    height)``, None for the net type's native size; ``channels_last`` is decided (not None); ``priors`` is
+    ``default``, ``auto`` or a table file (None: the net type's own, or on a resume the checkpoint's).
     The other fields are ``train_ssd.py``'s flags of the same name (docs/training.md)."""
 
     datasets: Tuple[str, ...]
@@ -34,6 +35,7 @@ class TrainingSettings:
     freeze_base_net: bool = False
     freeze_net: bool = False
     mb2_width_mult: float = 1.0
+    priors: Optional[str] = None
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -60,6 +62,8 @@ class TrainingSettings:
     gpu_data: bool = False
     freeze_bn: bool = False
     no_progress: bool = False
+    warmup_epochs: float = 0.0
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(self.datasets))

@@ -6,7 +6,8 @@ exports, reports, generated data and the live demo's video all go through here.
 
 - :func:`staged_path` yields a temporary path for code that writes a file itself (``torch.hub``'s
   downloader, ``onnx.save``, ``cv2.VideoWriter``); :func:`atomic_write` yields an open stream;
-  :func:`write_text`, :func:`write_bytes` and :func:`save_torch` write a whole value.
+  :func:`write_text`, :func:`write_bytes` and :func:`save_torch` write a whole value, :func:`append_text`
+  adds to a small text file.
 - :class:`StagedFiles` publishes several files together (an export and its side files).
 - Temporary names are ``.<name>.tmp-<random>``: hidden, unique to one writer, and found again by
   :func:`remove_stale_temporaries` after a killed process.
@@ -56,6 +57,40 @@ def describe_os_error(error: OSError, path: str | os.PathLike) -> str:
     if error.errno == errno.EISDIR or os.path.isdir(path):
         return f"{path}: is a folder, not a file"
     return f"cannot write {path} ({error.strerror or error})"
+
+
+def _os_error_reason(error: OSError) -> str:
+    if error.errno == errno.ENOSPC:
+        return "no space left on device"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.EROFS:
+        return "read-only file system"
+    return error.strerror or str(error)
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False, flag: Optional[str] = None) -> None:
+    """Check, before any work, that ``path`` can be written: a file (``folder`` False) that is not a folder,
+    or a folder (``folder`` True) that is not a file, whose nearest existing folder lets a file be created.
+    Creates nothing that stays (a probe file is made and removed). Raises :class:`WriteError` in one line
+    naming ``flag`` (e.g. ``"--eval_dir"``) and ``path``."""
+    shown = f"{flag} {os.fspath(path)}" if flag else os.fspath(path)
+    final = os.path.abspath(os.fspath(path))
+    if folder and os.path.exists(final) and not os.path.isdir(final):
+        raise WriteError(f"{shown}: is a file, not a folder")
+    if not folder and os.path.isdir(final):
+        raise WriteError(f"{shown}: is a folder, not a file")
+    existing = final if folder else os.path.dirname(final)
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise WriteError(f"{shown}: cannot be created, {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=f".{os.path.basename(final)}{TEMPORARY_MARK}", dir=existing)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        raise WriteError(f"{shown}: cannot write there ({_os_error_reason(error)})") from None
 
 
 def _make_parent(final: str) -> str:
@@ -127,6 +162,19 @@ def write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> str
     with atomic_write(path, "wb", fsync=fsync) as stream:
         stream.write(data)
     return os.fspath(path)
+
+
+def append_text(path: str | os.PathLike, text: str) -> str:
+    """Append ``text`` (UTF-8) to the small text file ``path`` (created when missing) atomically: the whole
+    file is written again under a temporary name, so a full disk leaves the previous lines intact and never
+    half a line; the error is a :class:`WriteError` naming ``path``. For logs of a few thousand lines, such
+    as a run's history; returns ``path`` as a string."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            previous = stream.read()
+    except FileNotFoundError:
+        previous = ""
+    return write_text(path, previous + text)
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> str:

@@ -1,5 +1,5 @@
-"""Converting a data set between the VOC, COCO, YOLO and CSV layouts (the command is
-``python -m vision.datasets.convert``, in ``vision.cli.convert_dataset``).
+"""Converting a data set between the VOC, COCO, YOLO and CSV layouts, or from the Open Images downloader's
+layout to any of them (the command is ``python -m vision.datasets.convert``, in ``vision.cli.convert_dataset``).
 
 What is written is what the source loads as: the same images (hard-linked, or copied with --copy or
 across file systems; never re-encoded), boxes (clipped to the image, boxes without area dropped, with
@@ -23,21 +23,31 @@ from vision.datasets.csv_dataset import read_csv_dataset, write_csv_dataset
 from vision.datasets.detect import detect_format
 from vision.datasets.errors import BadDataWarning, BadImageError, DatasetError, warn_bad_data
 from vision.datasets.images import read_image_size
+from vision.datasets.open_images import read_open_images
 from vision.datasets.voc_dataset import read_voc, write_voc
 from vision.datasets.yolo import read_yolo, write_yolo
 from vision.utils.atomic import staged_path
 
 TARGET_FORMATS = ("voc", "coco", "yolo", "csv")
+SOURCE_FORMATS = TARGET_FORMATS + ("open_images",)  # the downloader's layout is read, not written
 
 
 def read_contents(path, dataset_type: str = "auto", label_file=None) -> DatasetContents:
-    """Every split of the data set at `path` (dataset_type one of TARGET_FORMATS or "auto")."""
+    """Every split of the data set at `path` (dataset_type one of SOURCE_FORMATS or "auto")."""
     if dataset_type == "auto":
         dataset_type = detect_format(path)
-    readers = {"voc": read_voc, "coco": read_coco, "yolo": read_yolo, "csv": read_csv_dataset}
+    readers = {"voc": read_voc, "coco": read_coco, "yolo": read_yolo, "csv": read_csv_dataset,
+               "open_images": read_open_images}
     if dataset_type not in readers:
-        raise DatasetError(f"{path}: cannot read {dataset_type!r} data sets here; choose one of {TARGET_FORMATS}")
+        raise DatasetError(f"{path}: cannot read {dataset_type!r} data sets here; choose one of {SOURCE_FORMATS}")
     return readers[dataset_type](path, label_file)
+
+
+def check_new_or_empty(destination) -> None:
+    """DatasetError unless ``destination`` is missing or an empty folder: nothing a user had is overwritten."""
+    destination = Path(destination)
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise DatasetError(f"{destination}: already exists and is not an empty folder (nothing was written)")
 
 
 def _writer(target: str) -> Callable:
@@ -97,8 +107,7 @@ def convert(source, destination, to: str, source_format: str = "auto", copy: boo
     if to not in TARGET_FORMATS:
         raise DatasetError(f"--to must be one of {TARGET_FORMATS}, got {to!r}")
     destination = Path(destination)
-    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
-        raise DatasetError(f"{destination}: already exists and is not an empty folder (nothing was written)")
+    check_new_or_empty(destination)
     contents = read_contents(source, source_format, label_file)
     if contents.unknown:
         raise unknown_class_error(f"{contents.format} data set {contents.root}", contents.unknown,

@@ -4,6 +4,7 @@ The command is ``python -m vision.datasets.synthetic`` (``vision.cli.synthetic_d
 
     python -m vision.datasets.synthetic --root data/shapes --num_images 2000 --num_test 200 --seed 0
     python -m vision.datasets.synthetic --root data/small --small_objects   # 640x480, 10-40 pixel objects
+    python -m vision.datasets.synthetic --root data/mixed --mixed_sizes     # a small, a middle, a large class
 
 Writes <root>/JPEGImages/<id>.jpg (real JPEGs), <root>/Annotations/<id>.xml (VOC XML, 1-based pixel
 boxes), <root>/ImageSets/Main/{trainval,test}.txt and <root>/labels.txt (one class a line), so that
@@ -32,11 +33,19 @@ from vision.utils.atomic import staged_path
 from vision.utils.labels import store_labels
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "ring")
+ClassSizes = Sequence[Tuple[str, Tuple[float, float]]]  # ((class name, (min, max)), ...), fractions
 _SUBPIXEL_BITS = 4  # cv2 drawing with fractional coordinates
 _SUBPIXEL = 1 << _SUBPIXEL_BITS
 # ``--small_objects``: 640x480 images whose objects are 10-40 pixels (box side), most of them below COCO's
 # "small" area of 32x32, as in microscopy or distant people: what a larger input size is for.
 SMALL_OBJECTS = {"width": 640, "height": 480, "min_size": 10 / 480, "max_size": 40 / 480}
+# ``--mixed_sizes``: 640x480 images with three classes of very different sizes, as in microscopy sets: a
+# small class (circles, 6-9 % of the shorter side: about 6 % x 8 % of the image), a middle one (squares,
+# 15-30 %) and a large one (triangles, 40-70 %), 2-8 objects an image. The net types' own priors miss the
+# small class (``benchmarks/bench_priors.py``).
+MIXED_SIZES = {"width": 640, "height": 480, "classes": ("circle", "square", "triangle"), "min_objects": 2,
+               "max_objects": 8, "class_sizes": (("circle", (0.06, 0.09)), ("square", (0.15, 0.30)),
+                                                 ("triangle", (0.40, 0.70)))}
 
 
 @dataclass
@@ -142,10 +151,13 @@ def _contrasting_colour(rng: np.random.Generator, background_mean: np.ndarray) -
 
 def render_image(seed: Sequence[int], width: int = 500, height: int = 375, num_objects: int = 2,
                  classes: Sequence[str] = SHAPE_CLASSES, min_size: float = 0.15, max_size: float = 0.5,
-                 max_iou: float = 0.3, max_covered: float = 0.4) -> Tuple[np.ndarray, List[SyntheticObject]]:
+                 max_iou: float = 0.3, max_covered: float = 0.4, class_sizes: ClassSizes = ()
+                 ) -> Tuple[np.ndarray, List[SyntheticObject]]:
     """One synthetic image: (RGB uint8 (height, width, 3), its objects). Shapes whose place cannot be found
     in 100 tries (too crowded) are left out, so the image can hold fewer than num_objects.
-    Object sizes (box side) are min_size..max_size of the shorter image side."""
+    Object sizes (box side) are min_size..max_size of the shorter image side, or for a class named in
+    ``class_sizes`` (``((name, (min, max)), ...)``) its own range."""
+    ranges = dict(class_sizes)
     rng = np.random.default_rng(list(seed))
     background = _background(rng, width, height)
     short_side = min(width, height)
@@ -153,7 +165,7 @@ def render_image(seed: Sequence[int], width: int = 500, height: int = 375, num_o
     placed_boxes: List[np.ndarray] = []
     for _ in range(num_objects):
         kind = classes[int(rng.integers(len(classes)))]
-        side = rng.uniform(min_size, max_size) * short_side
+        side = rng.uniform(*ranges.get(kind, (min_size, max_size))) * short_side
         angle = rng.uniform(-np.pi / 9, np.pi / 9) if kind == "square" else rng.uniform(0, 2 * np.pi)
         # Scale so that the box's longer side is `side`, whatever the shape and rotation.
         radius = side / _shape_extent(kind, 1.0, angle)[1]
@@ -210,12 +222,13 @@ def generate_voc_dataset(root, num_images: int = 200, num_test: int = None, seed
                          height: int = 375, min_objects: int = 1, max_objects: int = 4,
                          empty_fraction: float = 0.0, min_size: float = 0.15, max_size: float = 0.5,
                          classes: Sequence[str] = SHAPE_CLASSES, jpeg_quality: int = 90,
-                         num_workers: int = 1) -> SyntheticSummary:
+                         num_workers: int = 1, class_sizes: ClassSizes = ()) -> SyntheticSummary:
     """Write a synthetic VOC root (see the module docstring) and return what was written.
 
     num_images: trainval images; num_test: test images (default num_images // 10). Ids are 000000.. for
     trainval, then the test ones. empty_fraction: share of images (in each split, rounded) with no object.
-    min_size/max_size: an object's box (longer side) as a fraction of the shorter image side.
+    min_size/max_size: an object's box (longer side) as a fraction of the shorter image side; class_sizes:
+    ``((class, (min, max)), ...)`` ranges for some classes instead (e.g. :data:`MIXED_SIZES`).
     num_workers: processes to render with (the files do not depend on it). Raises ValueError on bad arguments.
     """
     if num_test is None:
@@ -228,6 +241,10 @@ def generate_voc_dataset(root, num_images: int = 200, num_test: int = None, seed
         raise ValueError(f"empty_fraction must be in [0, 1], got {empty_fraction}")
     if not 0 < min_size <= max_size < 1:
         raise ValueError(f"need 0 < min_size <= max_size < 1, got {min_size}, {max_size}")
+    class_sizes = tuple((str(name), (float(low), float(high))) for name, (low, high) in class_sizes)
+    for name, (low, high) in class_sizes:
+        if not 0 < low <= high < 1:
+            raise ValueError(f"class {name}: need 0 < min <= max < 1, got {low}, {high}")
     root = Path(root)
     for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -240,7 +257,7 @@ def generate_voc_dataset(root, num_images: int = 200, num_test: int = None, seed
         count = int(round(empty_fraction * size))
         empty.update(int(first + i) for i in master.permutation(size)[:count])
     jobs = [(root, seed, index, 0 if index in empty else None, width, height, min_objects, max_objects, min_size,
-             max_size, tuple(classes), jpeg_quality) for index in range(num_images + num_test)]
+             max_size, tuple(classes), jpeg_quality, class_sizes) for index in range(num_images + num_test)]
     if num_workers > 1 and len(jobs) > 1:
         with multiprocessing.get_context().Pool(num_workers) as pool:
             total_objects = sum(pool.imap_unordered(_write_image, jobs, chunksize=16))
@@ -270,12 +287,13 @@ def generate_dataset(root, dataset_format: str = "voc", **options) -> SyntheticS
 def _write_image(job) -> int:
     """Render, encode and write one image and its XML; returns its number of objects."""
     (root, seed, index, forced_count, width, height, min_objects, max_objects, min_size, max_size, classes,
-     jpeg_quality) = job
+     jpeg_quality, class_sizes) = job
     image_id = f"{index:06d}"
     num_objects = forced_count
     if num_objects is None:
         num_objects = int(np.random.default_rng([seed, index, 1]).integers(min_objects, max_objects + 1))
-    image, objects = render_image((seed, index), width, height, num_objects, classes, min_size, max_size)
+    image, objects = render_image((seed, index), width, height, num_objects, classes, min_size, max_size,
+                                  class_sizes=class_sizes)
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for image {image_id}")
