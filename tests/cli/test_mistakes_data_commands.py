@@ -17,7 +17,7 @@ from tests.cli.mistakes import error_lines, file_hashes, run_main, temporaries
 from tests.datasets.conftest import VOCRootBuilder, voc_object, voc_xml, write_jpeg
 from tests.datasets.test_open_images import row, write_split
 from vision.cli import check_dataset, convert_dataset, synthetic_dataset, train_ssd
-from vision.datasets.convert import read_contents
+from vision.datasets.convert import convert, read_contents
 from vision.datasets.synthetic import generate_voc_dataset
 
 TRAIN = ["--net", "mb1-ssd-lite", "--resolution", "160", "--batch_size", "4", "--num_workers", "0", "--no_progress",
@@ -83,22 +83,34 @@ def test_coco_categories_that_differ_only_in_case_are_rejected_naming_both_ids(t
                               capsys)
     (line,) = error_lines(err)
     assert code == 2 and expected in line and not (tmp_path / "m" / "labels.txt").exists()
+    code, out, err = run_main(check_dataset.main, [root, "--report", tmp_path / "report.png"], capsys)
+    (line,) = error_lines(err)  # a data set that cannot be read: 1, one line, nothing printed or written
+    assert code == 1 and expected in line and str(root / "annotations.json") in line and out == ""
+    assert not (tmp_path / "report.png").exists() and not (tmp_path / "report.json").exists()
     assert file_hashes(root) == before and not temporaries(tmp_path)
 
 
-# -- 15: --balance_data on VOC -----------------------------------------------------------------------------
-def test_balance_data_applies_to_a_voc_root(tmp_path, caplog, capsys):
+# -- 15: --balance_data in every format ---------------------------------------------------------------------
+@pytest.mark.parametrize("data_format", ["voc", "coco", "yolo", "csv"])
+def test_balance_data_applies_to_every_format(tmp_path, caplog, capsys, data_format):
     builder = VOCRootBuilder(tmp_path / "voc").labels("circle\nsquare\n")
     for image_id in ("c1", "c2", "c3"):
         builder.add(image_id, voc_xml([voc_object("circle", (5, 5, 30, 30))]), width=64, height=48)
     builder.add("s1", voc_xml([voc_object("square", (10, 10, 40, 40))]), width=64, height=48)
     builder.split("trainval", ["c1", "c2", "c3", "s1"])
+    root = builder.root
+    if data_format != "voc":  # the same four images, written as that format
+        root = tmp_path / data_format
+        convert(builder.root, root, to=data_format)
+    before = file_hashes(root)
     with caplog.at_level(logging.INFO, logger="vision.datasets.factory"):
-        code, out, err = run_main(train_ssd.main, TRAIN + ["--datasets", builder.root, "--balance_data",
+        code, out, err = run_main(train_ssd.main, TRAIN + ["--datasets", root, "--balance_data",
                                                            "--checkpoint_folder", tmp_path / "m"], capsys)
     assert code == 0, err
     messages = [record.getMessage() for record in caplog.records]
-    assert f"Dataset {builder.root}: --balance_data kept 2 of 4 images" in messages  # one circle, the one square
+    assert f"Dataset {root}: detected format {data_format}" in messages
+    assert f"Dataset {root}: --balance_data kept 2 of 4 images" in messages  # one circle, the one square
+    assert file_hashes(root) == before and not temporaries(tmp_path)
     assert "images without boxes stay" in " ".join(train_ssd.build_parser().format_help().split())
 
 
@@ -115,7 +127,7 @@ def test_a_nan_coordinate_is_called_nan_and_boxes_are_shown_as_written(tmp_path,
     (warning,) = [str(w.message) for w in recwarn if "dropped 2 box(es)" in str(w.message)]  # pytest takes them
     assert "circle [3, nan, 30, 40] (NaN)" in warning
     assert "circle [200, 10, 220, 40] (outside the image)" in warning  # as in the XML, not clipped to 64
-    assert file_hashes(builder.root) == before
+    assert file_hashes(builder.root) == before and not temporaries(tmp_path)
 
 
 # -- expected: Open Images read as a source ------------------------------------------------------------
@@ -186,11 +198,14 @@ def test_check_calls_a_nan_coordinate_nan_and_warns_of_a_class_missing_from_a_sp
 
 def test_check_report_without_an_extension_is_written_where_it_says(tmp_path, capsys):
     root = _shapes_voc(tmp_path / "voc")
+    before = file_hashes(root)
     code, out, err = run_main(check_dataset.main, [root, "--report", tmp_path / "report_noext"], capsys)
+    assert code == 1  # the NaN box: a problem in the data, not in the report
     assert f"report figure: {tmp_path / 'report_noext.png'}\n" in out
     assert (tmp_path / "report_noext.png").read_bytes()[:4] == b"\x89PNG"
     assert f"report data: {tmp_path / 'report_noext.json'}" in out and (tmp_path / "report_noext.json").is_file()
     assert not (tmp_path / "report_noext").exists()
+    assert file_hashes(root) == before and not temporaries(tmp_path)
 
 
 def test_check_report_that_cannot_be_written_is_exit_3_before_the_check(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -213,9 +214,10 @@ def test_json_into_a_folder_is_one_line_before_any_work_and_leaves_nothing(voc, 
 
 
 # -- 22: the live demo's --output without an extension ----------------------------------------------------
-def test_demo_output_without_an_extension_gets_mp4_as_the_example_gets_jpg(model, video, tmp_path, capsys):
+# OpenCV logs to the process's file descriptor 2, past sys.stderr: capfd, not capsys, sees its WARN lines.
+def test_demo_output_without_an_extension_gets_mp4_as_the_example_gets_jpg(model, video, tmp_path, capfd):
     code, out, err = run_main(run_ssd_live_demo.main, [NET, model, _labels(model), video, "--headless",
-                                                       "--output", tmp_path / "annotated"], capsys)
+                                                       "--output", tmp_path / "annotated"], capfd)
     assert code == 0, err
     assert f"wrote {tmp_path / 'annotated.mp4'}" in out and "WARN" not in out + err
     capture = cv2.VideoCapture(str(tmp_path / "annotated.mp4"))
@@ -224,9 +226,13 @@ def test_demo_output_without_an_extension_gets_mp4_as_the_example_gets_jpg(model
     assert sorted(path.name for path in tmp_path.iterdir()) == ["annotated.mp4"]
 
 
-def test_demo_output_opencv_cannot_write_is_one_line_without_opencv_logs(model, video, tmp_path, capsys):
+def test_demo_output_opencv_cannot_write_is_one_line_without_opencv_logs(model, video, tmp_path, capfd,
+                                                                        monkeypatch):
+    # OpenCV logs its WARN lines here only when the staged name holds no digit (with one, its image-sequence
+    # writer takes the name as a pattern and fails silently): letters-only temporary names make it log always.
+    monkeypatch.setattr(tempfile._RandomNameSequence, "characters", "abcdefghijklmnopqrstuvwxyz_")
     code, out, err = run_main(run_ssd_live_demo.main, [NET, model, _labels(model), video, "--headless",
-                                                       "--output", tmp_path / "annotated.xyz"], capsys)
+                                                       "--output", tmp_path / "annotated.xyz"], capfd)
     (line,) = error_lines(err)
     assert code == 1 and "OpenCV cannot write this video" in line and "WARN" not in out + err
     assert list(tmp_path.iterdir()) == []
@@ -250,10 +256,18 @@ SCORES = np.array([[[0.1, 0.9], [0.2, 0.8]]], dtype=np.float32)
 
 
 def test_the_pytorch_predictor_clips_boxes_to_the_image_and_forward_stays_raw():
+    torch.manual_seed(0)
     predictor = Predictor(create_net(NET, 2, is_test=True), 300)
     (boxes, labels, _), = predictor.postprocess(torch.from_numpy(SCORES), torch.from_numpy(OUTSIDE), [(10000, 8000)])
     assert labels.tolist() == [1, 1]
     torch.testing.assert_close(boxes, torch.tensor([[0.0, 0.0, 8000.0, 10000.0], [800.0, 1000.0, 1600.0, 2000.0]]))
+    # The raw API: forward() gives the net's boxes (corner form 0..1) as they are, past the image's edges;
+    # the predicted boxes of the same image are clipped to it (100 high, 80 wide).
+    image = np.full((100, 80, 3), 128, np.uint8)
+    _, raw = predictor.forward(predictor.preprocess([image]))
+    assert raw.min() < 0 and raw.max() > 1
+    (boxes, _, _), = predictor.predict_batch([image], prob_threshold=0.01)
+    assert len(boxes) and boxes.min() == 0 and boxes[:, 0::2].max() == 80 and boxes[:, 1::2].max() == 100
 
 
 def test_the_onnx_predictor_clips_boxes_of_a_plain_export():

@@ -154,6 +154,7 @@ def test_a_checkpoint_folder_below_a_file_is_one_line_before_any_training(shapes
     (line,) = error_lines(err)
     assert code == 2 and f"--checkpoint_folder {notes / 'models'}: cannot be created" in line
     assert "Epoch" not in out and "Training set" not in out and notes.read_text() == "mine"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"] and not temporaries(tmp_path)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
