@@ -9,8 +9,11 @@ import pytest
 
 from tests.datasets.conftest import VOCRootBuilder, voc_object, voc_xml, write_jpeg
 from vision.cli.check_dataset import main
+from vision.datasets.boxes import relative_boxes
 from vision.datasets.check import check_dataset, write_figure
+from vision.datasets.factory import build_dataset
 from vision.datasets.synthetic import MIXED_SIZES, generate_voc_dataset
+from vision.ssd.prior_choice import choose_priors
 
 
 def _check(root):
@@ -144,6 +147,31 @@ def test_priors_auto_previews_the_fit_and_writes_the_table(mixed_sizes, tmp_path
     table = json.loads((tmp_path / "r_priors.json").read_text())
     assert table == document["priors"] and table["fitted_at"] == [512, 512]
     assert [len(level) for level in table["maps"]] == [6] * 6  # mb2-ssd-lite's priors per location
+
+
+def test_the_coverage_is_measured_on_the_boxes_training_uses(tmp_path, capsys):
+    """A difficult box (which training leaves out) does not count: the checker prints and writes the very
+    table that train_ssd.py prints, choose_priors on relative_boxes of the training data set."""
+    builder = VOCRootBuilder(tmp_path / "voc").labels("dog\ndot\n")
+    # dot: one small box no prior covers, and a large one marked difficult that would count as covered.
+    builder.add("a", voc_xml([voc_object("dog", (2, 2, 60, 46)), voc_object("dot", (30, 20, 35, 25), 0)]))
+    builder.add("b", voc_xml([voc_object("dog", (5, 3, 55, 40)), voc_object("dot", (1, 1, 64, 48), 1)]))
+    builder.add("t", voc_xml([voc_object("dot", (1, 1, 64, 48))]))
+    builder.split("trainval", ["a", "b"]).split("test", ["t"])
+    report_path = tmp_path / "r.png"
+    assert main([str(builder.root), "--net", "mb1-ssd-lite", "--report", str(report_path)]) == 0
+    out = capsys.readouterr().out
+    dataset, class_names = build_dataset("voc", [str(builder.root)])
+    boxes, labels = relative_boxes(dataset)
+    training = choose_priors("default", "mb1-ssd-lite", None, boxes, labels, class_names).coverage
+    assert training.boxes == {"dog": 2, "dot": 1} and training.covered["dot"] == 0.0
+    assert "\n".join(training.lines()) in out
+    document = json.loads(report_path.with_suffix(".json").read_text())
+    expected = training.to_document()
+    assert {key: document[key] for key in expected} == expected
+    checked, checked_labels = check_dataset(builder.root).training_boxes()
+    np.testing.assert_array_equal(checked, boxes)
+    np.testing.assert_array_equal(checked_labels, labels)
 
 
 def test_yolo_defects_class_out_of_range_and_missing_or_orphan_label_files(tmp_path):

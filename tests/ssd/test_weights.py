@@ -2,14 +2,17 @@
 file is said to be, the zoo's original-file check passed in, and nets built as their checkpoint says."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from tests.conftest import reference_forward
 from vision import zoo
 from vision.ssd import weights
 from vision.ssd.heads import class_count
-from vision.ssd.registry import NET_TYPES, create_net
+from vision.ssd.registry import NET_TYPES, create_net, net_config
 from vision.ssd.sidecar import write_sidecar
+from vision.utils.reference_weights import deterministic_state_dict
 
 
 @pytest.mark.parametrize("net_type", sorted(NET_TYPES))
@@ -74,3 +77,22 @@ def test_load_net_builds_the_net_at_the_size_of_its_sidecar(tmp_path):
     (tmp_path / "model.pth.json").write_text(json.dumps(document))
     with pytest.raises(ValueError, match="the checkpoint is a mb2-ssd-lite, not a mb1-ssd-lite"):
         weights.load_net("mb1-ssd-lite", str(path), 3)
+
+
+def test_a_released_checkpoint_without_a_table_loads_and_gives_the_originals_outputs(tmp_path):
+    """The original's format (a bare state_dict, no sidecar, no table), loaded as every command loads a
+    ``.pth``: the net type's own priors, and the original's recorded forward pass (``tests/data/forward``,
+    the tolerance of ``test_mb1_ssd_reproduces_the_original_forward_pass``)."""
+    path = tmp_path / "mb1-ssd-released.pth"
+    torch.save(deterministic_state_dict(create_net("mb1-ssd", 21).state_dict()), path)
+    assert sorted(item.name for item in tmp_path.iterdir()) == [path.name]  # no sidecar beside it
+    reference = reference_forward("mb1-ssd")
+    x = torch.randn(2, 3, 300, 300, generator=torch.Generator().manual_seed(7))
+    for is_test, names in ((False, ("confidences", "locations")), (True, ("scores", "boxes"))):
+        net = weights.load_net("mb1-ssd", str(path), 21, is_test=is_test).eval()
+        assert net.config.prior_rule == net_config("mb1-ssd").prior_rule
+        assert torch.equal(net.priors, net_config("mb1-ssd").priors)
+        with torch.no_grad():
+            outputs = net(x)
+        for output, name in zip(outputs, names):
+            np.testing.assert_allclose(output.numpy(), reference[name], atol=1e-4, rtol=1e-4, err_msg=name)

@@ -5,13 +5,14 @@
                                          [--report dataset_report.png]
 
 Prints images per split, boxes per class, images without boxes, histograms of box width, height and
-aspect ratio, the prior coverage per class (the share of the training boxes that have a prior of the net
-at IoU >= the match threshold, on its real grid at that input size, and the median best IoU; with
-``--priors auto`` before and after a fit to the data), the measured advice for a class below 95 %, and
-every problem with its file. Writes a report figure (class counts, box sizes against each map's prior
-sizes, sample images) and, beside it under the same stem, ``dataset_report.json`` with the counts, the
-problems and the coverage, together with the net, the size and the prior table used. With ``--priors
-auto`` the fitted table is written there too (``<stem>_priors.json``), for ``train_ssd.py --priors``.
+aspect ratio, the prior coverage per class (the share of the training boxes, difficult and crowd ones left
+out as training does, that have a prior of the net at IoU >= the match threshold, on its real grid at that
+input size, and the median best IoU; with ``--priors auto`` before and after a fit to the data), the
+measured advice for a class below 95 %, and every problem with its file. Writes a report figure (class
+counts, box sizes against each map's prior sizes, sample images) and, beside it under the same stem,
+``dataset_report.json`` with the counts, the problems and the coverage, together with the net, the size
+and the prior table used. With ``--priors auto`` the fitted table is written there too
+(``<stem>_priors.json``), for ``train_ssd.py --priors``.
 Exits 1 when it found problems that training would skip or stop at (unreadable images, malformed
 annotation files, boxes without area or wholly outside the image, unknown classes), or could not read
 the data set; 3 when the report cannot be written (``--report`` in a read-only folder, or a folder itself:

@@ -82,7 +82,7 @@ def add_onnx_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_engine_argument(parser: argparse.ArgumentParser) -> None:
-    """``--engine``: what runs a ``.pth`` net's forward pass on the CPU (docs/deploy.md#cpu-engines)."""
+    """``--engine``: what runs a ``.pth`` net's forward pass on the CPU (docs/deploy.md, "CPU engines")."""
     parser.add_argument("--engine", default="auto", choices=ENGINE_NAMES,
                         help="PyTorch backend on the CPU: auto (the fastest engine measured for the net type, built "
                              "once enough images come to pay for it), eager (the net itself), or onnxruntime, "

@@ -2,7 +2,7 @@
 decoded): what the prior coverage and the prior fit (``--priors auto``) are measured on."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -42,21 +42,38 @@ def _relative_boxes_of(dataset) -> Tuple[np.ndarray, np.ndarray]:
         if dataset.is_bad_annotation(index):
             continue
         _, (boxes, labels, difficult) = dataset.get_annotation(index)
-        if not dataset.keep_difficult:
-            boxes, labels = boxes[difficult == 0], labels[difficult == 0]
-        size = dataset.annotated_size(index)
-        if size is None:
-            try:
-                size = read_image_size(dataset.image_path(image_id))
-            except BadImageError as error:
-                warn_bad_data(f"skipping image {image_id}: {error}")
-                continue
-        width, height = size
-        boxes = boxes.astype(np.float32).copy()
-        clip_boxes(boxes, width, height)
-        keep = valid_box_mask(boxes)
-        pairs.append((boxes[keep] / np.array([width, height, width, height], np.float32), labels[keep]))
+        try:
+            size = training_image_size(dataset.annotated_size(index), dataset.image_path(image_id))
+        except BadImageError as error:
+            warn_bad_data(f"skipping image {image_id}: {error}")
+            continue
+        pairs.append(image_relative_boxes(boxes, labels, difficult, size, dataset.keep_difficult))
     return _stack(pairs)
+
+
+def training_image_size(annotated_size: Optional[Tuple[int, int]], image_path) -> Tuple[int, int]:
+    """``(width, height)`` an image's boxes are made relative to: the annotation's size, else the image
+    header's (no image is decoded); raises BadImageError when neither can be read."""
+    return tuple(annotated_size) if annotated_size is not None else read_image_size(image_path)
+
+
+def image_relative_boxes(boxes: np.ndarray, labels: np.ndarray, is_difficult: np.ndarray, size: Tuple[int, int],
+                         keep_difficult: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """One image's boxes as training measures them (the rule of :func:`relative_boxes`, which the data set
+    checker's coverage uses too): difficult (VOC) and crowd (COCO) objects left out unless
+    ``keep_difficult``, the rest clipped to the image ``size`` (width, height), those left without area
+    dropped, and made relative to it. boxes: ``(n, 4)`` 0-based pixel corners as a data set loads them;
+    returns float32 ``(m, 4)`` and int64 ``(m,)``."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if not keep_difficult:
+        kept = np.asarray(is_difficult).reshape(-1) == 0
+        boxes, labels = boxes[kept], labels[kept]
+    width, height = size
+    boxes = boxes.copy()
+    clip_boxes(boxes, width, height)
+    keep = valid_box_mask(boxes)
+    return boxes[keep] / np.array([width, height, width, height], np.float32), labels[keep]
 
 
 def _stack(pairs) -> Tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,10 @@ The command is ``python -m vision.datasets.check`` (``vision.cli.check_dataset``
 and knows nothing of the nets:
 
 - :func:`check_dataset` reads every split and every image (decoded, so truncated files are found) and keeps
-  every usable box relative to its image, which the command measures against a net's priors
-  (``vision.ssd.prior_choice``: the prior coverage per class);
+  every usable box relative to its image; and, apart, the boxes training matches to the priors, taken by
+  training's own rule (``vision.datasets.boxes``: difficult and crowd objects left out), which the command
+  measures against a net's priors (``vision.ssd.prior_choice``: the prior coverage per class, the same
+  table ``train_ssd.py`` prints);
 - :func:`format_report` is the printout: images per split, boxes per class, images without boxes,
   histograms of box width, height and aspect ratio, and every problem with its file;
 - :func:`report_document` is the same as plain values, for the JSON report beside the figure;
@@ -25,7 +27,8 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
-from vision.datasets.annotated import DatasetContents, format_box, training_split_names
+from vision.datasets.annotated import DatasetContents, cleaned_boxes, format_box, training_split_names
+from vision.datasets.boxes import image_relative_boxes, training_image_size
 from vision.datasets.convert import read_contents
 from vision.datasets.errors import BadImageError
 from vision.datasets.images import read_rgb_image
@@ -51,7 +54,10 @@ class Problem:
 class CheckReport:
     """What check_dataset found. Per usable box (n of them): ``relative_boxes`` float64 (n, 4) corner form
     relative to its image (0..1), ``box_pixel_sizes`` (n, 2) width and height in image pixels,
-    ``box_labels`` (n,), ``in_training`` (n,) bool: the box belongs to an image of the training split."""
+    ``box_labels`` (n,), ``in_training`` (n,) bool: the box belongs to an image of the training split.
+    ``coverage_boxes`` (m, 4), ``coverage_labels`` (m,) and ``coverage_in_training`` (m,) are the boxes
+    as training measures its prior coverage (:func:`vision.datasets.boxes.image_relative_boxes`: difficult
+    and crowd objects left out, relative to the annotated or header size)."""
 
     contents: DatasetContents
     problems: List[Problem] = field(default_factory=list)
@@ -59,6 +65,9 @@ class CheckReport:
     box_pixel_sizes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     box_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     in_training: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    coverage_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    coverage_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    coverage_in_training: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     images_without_boxes: int = 0
     samples: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
@@ -68,10 +77,12 @@ class CheckReport:
 
     def training_boxes(self) -> Tuple[np.ndarray, np.ndarray]:
         """``(relative boxes (m, 4), labels (m,))`` of the training split, which training matches to the
-        priors; every box when the set has no split training would use."""
-        if self.in_training.any():
-            return self.relative_boxes[self.in_training], self.box_labels[self.in_training]
-        return self.relative_boxes, self.box_labels
+        priors: the very boxes ``vision.datasets.boxes.relative_boxes`` gives for the training data set
+        (difficult and crowd objects left out); those of every split when the set has no split training
+        would use."""
+        if self.coverage_in_training.any():
+            return self.coverage_boxes[self.coverage_in_training], self.coverage_labels[self.coverage_in_training]
+        return self.coverage_boxes, self.coverage_labels
 
 
 @dataclass(frozen=True)
@@ -96,12 +107,16 @@ def check_dataset(root, dataset_type: str = "auto", label_file=None, num_samples
                         for line in contents.unknown]
     training_ids = _training_ids(contents)
     relative, pixel_sizes, labels, in_training = [], [], [], []
+    coverage: List[Tuple[np.ndarray, np.ndarray, bool]] = []
     classes_of_image = {}  # image id -> the classes of its usable boxes, for the classes a split lacks
     for image_id, entry in contents.images.items():
         if entry.malformed is not None:
             report.problems.append(Problem(str(entry.source), f"malformed annotation ({entry.malformed}); image "
                                            f"{image_id} is skipped", True))
             continue
+        measured = _training_relative_boxes(contents, entry)
+        if measured is not None:
+            coverage.append(measured + (image_id in training_ids,))
         try:
             image = read_rgb_image(entry.image_path)
         except BadImageError as error:
@@ -128,7 +143,29 @@ def check_dataset(root, dataset_type: str = "auto", label_file=None, num_samples
     if relative:
         report.relative_boxes, report.box_pixel_sizes = np.concatenate(relative), np.concatenate(pixel_sizes)
         report.box_labels, report.in_training = np.concatenate(labels), np.concatenate(in_training)
+    if coverage:
+        report.coverage_boxes = np.concatenate([np.asarray(b, np.float64).reshape(-1, 4) for b, _, _ in coverage])
+        report.coverage_labels = np.concatenate([values for _, values, _ in coverage])
+        report.coverage_in_training = np.concatenate([np.full(len(values), chosen) for _, values, chosen in coverage])
     return report
+
+
+def _training_relative_boxes(contents: DatasetContents, entry) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """An image's boxes as training measures its prior coverage, by training's rule: the data set's
+    cleaning (:func:`cleaned_boxes`), then :func:`vision.datasets.boxes.image_relative_boxes` at the
+    annotated or header size (difficult and crowd objects left out; training has no ``--keep_difficult``).
+    Unknown classes are left out (training stops at them; they are reported as problems). None when the
+    size cannot be read (training skips the image too)."""
+    try:
+        size = training_image_size(entry.size, entry.image_path)
+    except BadImageError:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dropped boxes are reported as problems
+        boxes, labels, difficult = cleaned_boxes(entry, contents.class_names)
+    known = labels >= 0
+    boxes, labels = image_relative_boxes(boxes[known], labels[known], difficult[known], size)
+    return np.clip(boxes.astype(np.float64), 0.0, 1.0), labels
 
 
 def _classes_without_boxes(contents: DatasetContents, classes_of_image: dict) -> List[Problem]:
