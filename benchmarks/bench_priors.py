@@ -107,7 +107,7 @@ def fit_timing(net: str, count: int = 100_000, seed: int = 0) -> str:
     labels = rng.integers(1, 4, count)
     side = np.select([labels == 1, labels == 2], [rng.uniform(0.05, 0.08, count), rng.uniform(0.12, 0.25, count)],
                      rng.uniform(0.4, 0.8, count))
-    width, height = side, side * np.exp(rng.normal(0, 0.25, count)).clip(0.5, 2)
+    width, height = side, np.minimum(side * np.exp(rng.normal(0, 0.25, count)).clip(0.5, 2), 0.95)
     centre_x, centre_y = rng.uniform(width / 2, 1 - width / 2), rng.uniform(height / 2, 1 - height / 2)
     boxes = np.clip(np.stack([centre_x - width / 2, centre_y - height / 2, centre_x + width / 2,
                               centre_y + height / 2], 1), 0, 1)

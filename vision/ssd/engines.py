@@ -58,9 +58,10 @@ FASTEST_ENGINE: Dict[str, str] = {
 }
 DEFAULT_ENGINE = "onnxruntime"  # a net the registry does not name
 FALLBACK_ENGINE = "torchscript"  # without onnxruntime: the second fastest in the same benchmark
-# engine="auto" builds once this many images are expected or seen: the break-even of the slowest first
-# build in the same benchmark, so a single image (or a handful) never pays for it.
-MIN_IMAGES = 16
+# engine="auto" builds once this many images are expected or seen: about the most images a first build
+# (export and session, an empty cache) takes to pay for itself at batch 1 in the same benchmark, so a
+# single image, or a few dozen, never pays for it.
+MIN_IMAGES = 100
 CACHE_BYTES = 2 << 30
 ONNX_OPSET = 13
 CACHE_FORMAT = "ssd-engine-1"  # part of every cache key: a change of what the files hold starts afresh
@@ -198,6 +199,10 @@ def _onnxruntime_runner(folded: nn.Module, net: nn.Module, net_type: Optional[st
         _trim_cache(cache_folder, keep=path)
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's idle worker threads spin-wait for the next run by default, and steal the cores from the torch
+    # work (preprocessing, NMS) that follows each forward pass in this process: without spinning the whole
+    # predictor runs at the forward pass's speed (benchmarks/bench_predict.py --against_original).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def run(batch: Tensor) -> Tuple[Tensor, Tensor]:
