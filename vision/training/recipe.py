@@ -1,8 +1,9 @@
 """The parts of the training recipe beyond the original's: a linear learning-rate warmup and an
 exponential moving average (EMA) of the weights, which is what is validated and saved.
 
-Both are measured on small data sets by ``benchmarks/bench_priors.py`` (docs/benchmarks.md), which chose
-their defaults. Neither changes a file format: a saved ``.pth`` holds the averaged weights as a bare
+Both are off unless asked (``--warmup_epochs``, ``--ema_decay``): ``benchmarks/bench_priors.py`` has
+a run for each (``auto_512_warmup``, ``auto_512_ema``) to decide whether they should be on by default.
+Neither changes a file format: a saved ``.pth`` holds the averaged weights as a bare
 state_dict, and ``last.pth`` holds the raw weights (to resume) and the average (``ema``).
 """
 from __future__ import annotations
