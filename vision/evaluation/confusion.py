@@ -36,7 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vision.evaluation.metrics import IOU_EPS
+from vision.evaluation.metrics import paired_iou
 from vision.evaluation.records import EvalRecords
 
 DEFAULT_CONFUSION_THRESHOLD = 0.5
@@ -132,19 +132,6 @@ class ConfusionMatrix:
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
-
-
-def paired_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of row i of boxes_a with row i of boxes_b, as :func:`vision.evaluation.metrics.pairwise_iou`
-    (corner pixels, no +1 pixel, 1e-5 added to the union). boxes_a, boxes_b: (N, 4). Returns (N,) float64."""
-    boxes_a = np.asarray(boxes_a, dtype=np.float64)
-    boxes_b = np.asarray(boxes_b, dtype=np.float64)
-    top_left = np.maximum(boxes_a[:, :2], boxes_b[:, :2])
-    bottom_right = np.minimum(boxes_a[:, 2:], boxes_b[:, 2:])
-    overlap = np.clip(bottom_right - top_left, 0.0, None).prod(axis=-1)
-    area_a = np.clip(boxes_a[:, 2:] - boxes_a[:, :2], 0.0, None).prod(axis=-1)
-    area_b = np.clip(boxes_b[:, 2:] - boxes_b[:, :2], 0.0, None).prod(axis=-1)
-    return overlap / (area_a + area_b - overlap + IOU_EPS)
 
 
 def greedy_match(

@@ -79,8 +79,11 @@ def pairwise_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return overlap / (area_a[:, None] + area_b[None, :] - overlap + IOU_EPS)
 
 
-def _paired_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of row i of boxes_a with row i of boxes_b, same convention as :func:`pairwise_iou`."""
+def paired_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU of row i of boxes_a with row i of boxes_b, same convention as :func:`pairwise_iou`.
+    boxes_a, boxes_b: (N, 4). Returns (N,) float64."""
+    boxes_a = np.asarray(boxes_a, dtype=np.float64)
+    boxes_b = np.asarray(boxes_b, dtype=np.float64)
     top_left = np.maximum(boxes_a[:, :2], boxes_b[:, :2])
     bottom_right = np.minimum(boxes_a[:, 2:], boxes_b[:, 2:])
     overlap = np.clip(bottom_right - top_left, 0.0, None).prod(axis=-1)
@@ -197,7 +200,7 @@ def match_detections(
     first_gt = np.zeros(num_detections, dtype=np.int64)
     first_gt[has_gt] = ground_truth.image_start[image_codes[has_gt]]
     pair_gt = np.repeat(first_gt, counts) + (np.arange(pair_detection.size) - pair_start)
-    pair_iou = _paired_iou(boxes[pair_detection], ground_truth.boxes[pair_gt])
+    pair_iou = paired_iou(boxes[pair_detection], ground_truth.boxes[pair_gt])
 
     # Best ground truth per detection: the first pair reaching the segment maximum (argmax's choice).
     best_iou = np.full(num_detections, -np.inf)
