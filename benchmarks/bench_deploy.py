@@ -26,7 +26,6 @@ C, A, B, C, ...), so a change of load weighs on all the runs of a row alike.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -36,11 +35,10 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import onnxruntime
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import load_average, versions_header  # noqa: E402
+from benchmarks.timing import interleaved_ms, load_average, versions_header  # noqa: E402
 from vision.datasets import build_dataset  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
 from vision.export.compare import map_within, mean_ap  # noqa: E402
@@ -90,23 +88,6 @@ def session_runner(path: Path, level: str = "all") -> Callable[[np.ndarray], obj
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda batch: session.run(None, {name: batch})
-
-
-def interleaved_ms(runners: Dict[str, Callable], batches: Dict[int, object],
-                   repeats: int) -> Dict[Tuple[str, int], float]:
-    """Median ms per image of each runner on each batch, the runners taken in turns."""
-    times = {(name, size): [] for name in runners for size in batches}
-    with torch.no_grad():
-        for name, run in runners.items():
-            for batch in batches.values():
-                run(batch)  # warm-up
-        for _ in range(repeats):
-            for size, batch in batches.items():
-                for name, run in runners.items():
-                    start = time.perf_counter()
-                    run(batch)
-                    times[(name, size)].append((time.perf_counter() - start) / size)
-    return {key: statistics.median(values) * 1e3 for key, values in times.items()}
 
 
 def photos(work: Path) -> Tuple[List[str], List[np.ndarray]]:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.inputs import benchmark_photo  # noqa: E402
 from benchmarks.original_predictor import original_predict  # noqa: E402
-from benchmarks.timing import cpu_model, load_average, versions_header  # noqa: E402
+from benchmarks.timing import cpu_model, interleaved_ms, load_average, versions_header  # noqa: E402
 from vision.datasets import build_dataset  # noqa: E402
 from vision.datasets.synthetic import generate_voc_dataset  # noqa: E402
 from vision.ssd import engines  # noqa: E402
@@ -160,19 +160,9 @@ def print_engines(net_types, repeats: int, candidates, work: Path) -> None:
                 warm = engines.build_engine(name, net, net_type, str(folder))[1].seconds
             with torch.no_grad():
                 differences[name] = (runners[name](batches[8])[0] - eager.forward(batches[8])[0]).abs().max().item()
-        times = {(name, size): [] for name in runners for size in batches}
-        with torch.no_grad():
-            for name in runners:
-                for size, batch in batches.items():
-                    runners[name](batch)  # warm-up
-            for _ in range(repeats):
-                for size, batch in batches.items():
-                    for name, run in runners.items():
-                        start = time.perf_counter()
-                        run(batch)
-                        times[(name, size)].append((time.perf_counter() - start) / size)
+        medians = interleaved_ms(runners, batches, repeats)
         for size in batches:
-            ms = {name: statistics.median(times[(name, size)]) * 1e3 for name in runners}
+            ms = {name: medians[(name, size)] for name in runners}
             fastest = min(ms, key=ms.get)
             build_text = " / ".join(f"{cold[name]:.1f}" for name in candidates)
             saving = ms["eager"] - ms[fastest]

@@ -6,7 +6,9 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Dict, Tuple
+
+import torch
 
 
 def cpu_model() -> str:
@@ -47,3 +49,20 @@ def versions_header() -> str:
 def load_average() -> float:
     """The 1-minute load average (NaN where the system has none): printed beside each measurement."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def interleaved_ms(runners: Dict[str, Callable], batches: Dict[int, object],
+                   repeats: int) -> Dict[Tuple[str, int], float]:
+    """Median ms per image of each runner on each batch, the runners taken in turns."""
+    times = {(name, size): [] for name in runners for size in batches}
+    with torch.no_grad():
+        for name, run in runners.items():
+            for batch in batches.values():
+                run(batch)  # warm-up
+        for _ in range(repeats):
+            for size, batch in batches.items():
+                for name, run in runners.items():
+                    start = time.perf_counter()
+                    run(batch)
+                    times[(name, size)].append((time.perf_counter() - start) / size)
+    return {key: statistics.median(values) * 1e3 for key, values in times.items()}

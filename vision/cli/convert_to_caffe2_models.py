@@ -27,7 +27,7 @@ import sys
 from typing import List, Optional
 
 from vision.cli.errors import run_reporting_errors
-from vision.cli.flags import add_input_size_argument, add_model_arguments, str2bool
+from vision.cli.flags import add_input_size_argument, add_model_arguments, non_negative_int, str2bool
 from vision.export.onnx_export import DEFAULT_OPSET, resolve_exporter
 from vision.export.pipeline import ExportRequest, Int8Options, export_model, print_warning
 from vision.export.quantize import (
@@ -149,12 +149,9 @@ def float_layers_value(text: str) -> Optional[int]:
     if text == "auto":
         return None
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto or a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected auto or 0 or more, got {value}")
-    return value
+        return non_negative_int(text)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"expected auto or {str(error).removeprefix('expected ')}") from None
 
 
 if __name__ == "__main__":
